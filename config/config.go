@@ -1,0 +1,505 @@
+// Package config loads parleyd's configuration: defaults, then a YAML file
+// decoded strictly (unknown keys are errors), then PARLEY_* environment
+// overrides, then validation whose every error names the offending key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of parleyd.
+type Config struct {
+	HTTP      HTTP      `yaml:"http"`
+	TLS       TLS       `yaml:"tls"`
+	Auth      Auth      `yaml:"auth"`
+	Realtime  Realtime  `yaml:"realtime"`
+	Storage   Storage   `yaml:"storage"`
+	Retention Retention `yaml:"retention"`
+	Log       Log       `yaml:"log"`
+	Shutdown  Shutdown  `yaml:"shutdown"`
+	Agents    []Agent   `yaml:"agents"`
+
+	// Dir is the directory of the config file; relative knowledge
+	// directories are resolved against it. Not a YAML key.
+	Dir string `yaml:"-"`
+}
+
+// HTTP configures the listener.
+type HTTP struct {
+	Addr              string        `yaml:"addr"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+}
+
+// TLS enables HTTPS and WSS on the same listener when both files are set.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
+
+// Auth configures access. The key itself belongs in the environment
+// (PARLEY_API_KEY), not in a file.
+type Auth struct {
+	APIKey string `yaml:"api_key"`
+}
+
+// Realtime configures the realtime WebSocket endpoint and its sessions.
+type Realtime struct {
+	AllowedOrigins  []string      `yaml:"allowed_origins"`
+	ReadLimitBytes  int64         `yaml:"read_limit_bytes"`
+	OutboundQueue   int           `yaml:"outbound_queue"`
+	WriteTimeout    time.Duration `yaml:"write_timeout"`
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`
+	MaxDuration     time.Duration `yaml:"max_duration"`
+	MaxSessions     int           `yaml:"max_sessions"`
+	HistoryMessages int           `yaml:"history_messages"`
+}
+
+// Storage selects the backend.
+type Storage struct {
+	URL           string        `yaml:"url"`
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+	SweepBatch    int           `yaml:"sweep_batch"`
+}
+
+// Retention is the data retention policy.
+type Retention struct {
+	TranscriptDays int `yaml:"transcript_days"`
+	MetadataDays   int `yaml:"metadata_days"`
+}
+
+// Log configures zerolog.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"` // auto, console, json
+}
+
+// Shutdown configures draining on SIGTERM.
+type Shutdown struct {
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// Agent is one configured agent.
+type Agent struct {
+	ID           string `yaml:"id"`
+	Name         string `yaml:"name"`
+	Instructions string `yaml:"instructions"`
+	Greeting     string `yaml:"greeting"`
+	Engine       string `yaml:"engine"` // "kb" or "openai"
+	KnowledgeDir string `yaml:"knowledge_dir"`
+	TopK         int    `yaml:"top_k"`
+	KB           KB     `yaml:"kb"`
+	OpenAI       OpenAI `yaml:"openai"`
+}
+
+// KB holds the offline knowledge-base engine's settings.
+type KB struct {
+	MaxSentences int `yaml:"max_sentences"`
+}
+
+// OpenAI holds the OpenAI-compatible engine's settings.
+type OpenAI struct {
+	BaseURL           string        `yaml:"base_url"`
+	Model             string        `yaml:"model"`
+	APIKeyEnv         string        `yaml:"api_key_env"`
+	Temperature       *float32      `yaml:"temperature"`
+	MaxOutputTokens   int           `yaml:"max_output_tokens"`
+	RequestTimeout    time.Duration `yaml:"request_timeout"`
+	FirstTokenTimeout time.Duration `yaml:"first_token_timeout"`
+	Retries           *int          `yaml:"retries"`
+}
+
+// Engines Parley knows.
+const (
+	EngineKB     = "kb"
+	EngineOpenAI = "openai"
+)
+
+// Default returns the built-in defaults (no agents).
+func Default() Config {
+	return Config{
+		HTTP: HTTP{Addr: ":8080", ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second},
+		Realtime: Realtime{
+			ReadLimitBytes:  1 << 20,
+			OutboundQueue:   512,
+			WriteTimeout:    10 * time.Second,
+			IdleTimeout:     15 * time.Minute,
+			MaxDuration:     60 * time.Minute,
+			MaxSessions:     10000,
+			HistoryMessages: 40,
+		},
+		Storage:   Storage{URL: "./data/parley.db", SweepInterval: time.Hour, SweepBatch: 1000},
+		Retention: Retention{TranscriptDays: 90, MetadataDays: 365},
+		Log:       Log{Level: "info", Format: "auto"},
+		Shutdown:  Shutdown{DrainTimeout: 30 * time.Second},
+	}
+}
+
+// Load reads the file at path (when non-empty) over the defaults, applies
+// the environment (a list of KEY=VALUE strings, as os.Environ returns) and
+// validates. Warnings are non-fatal notes (such as an unknown PARLEY_*
+// variable) for the caller to log.
+func Load(path string, environ []string) (cfg Config, warnings []string, err error) {
+	cfg = Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("config: %w", err)
+		}
+		if err := decodeStrict(data, &cfg); err != nil {
+			return cfg, nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("config: %w", err)
+		}
+		cfg.Dir = filepath.Dir(abs)
+	} else {
+		wd, _ := os.Getwd()
+		cfg.Dir = wd
+	}
+	warnings, err = applyEnv(&cfg, environ)
+	if err != nil {
+		return cfg, warnings, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, warnings, fmt.Errorf("config: %w", err)
+	}
+	return cfg, warnings, nil
+}
+
+var notFound = regexp.MustCompile(`line (\d+): field (\S+) not found in type config\.(\w+)`)
+
+func decodeStrict(data []byte, cfg *Config) error {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(cfg)
+	if err == nil {
+		return nil
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, 0, len(te.Errors))
+		for _, m := range te.Errors {
+			if g := notFound.FindStringSubmatch(m); g != nil {
+				m = fmt.Sprintf("line %s: unknown key %q in %s", g[1], g[2], sectionName(g[3]))
+			}
+			msgs = append(msgs, m)
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	return err
+}
+
+// sectionName turns a Go type name into the YAML section it decodes.
+func sectionName(typ string) string {
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		ft := f.Type
+		if ft.Kind() == reflect.Slice {
+			ft = ft.Elem()
+		}
+		if ft.Name() == typ {
+			return strings.Split(f.Tag.Get("yaml"), ",")[0]
+		}
+	}
+	switch typ {
+	case "Config":
+		return "the top level"
+	case "KB":
+		return "agents[].kb"
+	case "OpenAI":
+		return "agents[].openai"
+	}
+	return typ
+}
+
+// Env names that do not follow the PARLEY_SECTION_KEY pattern.
+var envAliases = map[string]string{
+	"PARLEY_API_KEY": "auth.api_key",
+}
+
+// applyEnv sets every scalar key from PARLEY_<SECTION>_<KEY> (for example
+// PARLEY_HTTP_ADDR for http.addr); list keys take comma-separated values.
+func applyEnv(cfg *Config, environ []string) ([]string, error) {
+	fields := map[string]reflect.Value{}
+	keys := map[string]string{}
+	v := reflect.ValueOf(cfg).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		sec := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		sv := v.Field(i)
+		if sec == "-" || sv.Kind() != reflect.Struct {
+			continue
+		}
+		st := sv.Type()
+		for j := 0; j < st.NumField(); j++ {
+			key := strings.Split(st.Field(j).Tag.Get("yaml"), ",")[0]
+			name := "PARLEY_" + strings.ToUpper(sec+"_"+key)
+			fields[name] = sv.Field(j)
+			keys[name] = sec + "." + key
+		}
+	}
+	for alias, key := range envAliases {
+		sec, k, _ := strings.Cut(key, ".")
+		fields[alias] = v.FieldByNameFunc(func(n string) bool { return strings.EqualFold(n, sec) }).
+			FieldByNameFunc(func(n string) bool {
+				return strings.EqualFold(strings.ReplaceAll(n, "_", ""), strings.ReplaceAll(k, "_", ""))
+			})
+		keys[alias] = key
+	}
+	var warnings []string
+	for _, kv := range environ {
+		name, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(name, "PARLEY_") {
+			continue
+		}
+		f, known := fields[name]
+		if !known {
+			if !strings.HasPrefix(name, "PARLEY_TEST_") {
+				warnings = append(warnings, fmt.Sprintf("unknown environment variable %s ignored", name))
+			}
+			continue
+		}
+		if err := setScalar(f, val); err != nil {
+			return warnings, fmt.Errorf("%s (%s): %w", name, keys[name], err)
+		}
+	}
+	return warnings, nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func setScalar(f reflect.Value, s string) error {
+	switch {
+	case f.Type() == durationType:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q", s)
+		}
+		f.SetInt(int64(d))
+	case f.Kind() == reflect.String:
+		f.SetString(s)
+	case f.Kind() == reflect.Int || f.Kind() == reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("invalid integer %q", s)
+		}
+		f.SetInt(n)
+	case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.String:
+		var list []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				list = append(list, p)
+			}
+		}
+		f.Set(reflect.ValueOf(list))
+	default:
+		return fmt.Errorf("cannot be set from the environment")
+	}
+	return nil
+}
+
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// Validate checks every value; the error names each offending key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if _, port, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
+		bad("http.addr", "%q is not host:port (%v)", c.HTTP.Addr, err)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad("http.addr", "port %q is not a number from 0 to 65535", port)
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "must be a positive duration, got %v", d)
+		}
+	}
+	positive("http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
+	positive("http.idle_timeout", c.HTTP.IdleTimeout)
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file must be set together")
+	}
+	for _, f := range []struct{ key, path string }{{"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				bad(f.key, "%v", err)
+			}
+		}
+	}
+	if k := c.Auth.APIKey; k != "" && len(k) < 16 {
+		bad("auth.api_key", "must be at least 16 characters (set it through PARLEY_API_KEY)")
+	}
+	for i, o := range c.Realtime.AllowedOrigins {
+		if o == "" || o == "*" {
+			bad(fmt.Sprintf("realtime.allowed_origins[%d]", i), "%q is not allowed; list the origins (host patterns such as example.com or *.example.com)", o)
+		}
+	}
+	r := c.Realtime
+	if r.ReadLimitBytes < 1024 || r.ReadLimitBytes > 64<<20 {
+		bad("realtime.read_limit_bytes", "must be between 1024 and 67108864, got %d", r.ReadLimitBytes)
+	}
+	if r.OutboundQueue < 16 || r.OutboundQueue > 65536 {
+		bad("realtime.outbound_queue", "must be between 16 and 65536, got %d", r.OutboundQueue)
+	}
+	positive("realtime.write_timeout", r.WriteTimeout)
+	positive("realtime.idle_timeout", r.IdleTimeout)
+	positive("realtime.max_duration", r.MaxDuration)
+	if r.MaxSessions < 1 {
+		bad("realtime.max_sessions", "must be at least 1, got %d", r.MaxSessions)
+	}
+	if r.HistoryMessages < 1 || r.HistoryMessages > 1000 {
+		bad("realtime.history_messages", "must be between 1 and 1000, got %d", r.HistoryMessages)
+	}
+	if err := checkStorageURL(c.Storage.URL); err != nil {
+		bad("storage.url", "%v", err)
+	}
+	positive("storage.sweep_interval", c.Storage.SweepInterval)
+	if c.Storage.SweepBatch < 1 || c.Storage.SweepBatch > 100000 {
+		bad("storage.sweep_batch", "must be between 1 and 100000, got %d", c.Storage.SweepBatch)
+	}
+	if d := c.Retention.TranscriptDays; d < 0 || d > 3650 {
+		bad("retention.transcript_days", "must be between 0 (metadata only) and 3650, got %d", d)
+	}
+	if d := c.Retention.MetadataDays; d < 1 || d > 3650 {
+		bad("retention.metadata_days", "must be between 1 and 3650, got %d", d)
+	} else if d < c.Retention.TranscriptDays {
+		bad("retention.metadata_days", "must not be shorter than retention.transcript_days (%d)", c.Retention.TranscriptDays)
+	}
+	switch c.Log.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be trace, debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "auto", "console", "json":
+	default:
+		bad("log.format", "must be auto, console or json, got %q", c.Log.Format)
+	}
+	positive("shutdown.drain_timeout", c.Shutdown.DrainTimeout)
+	if len(c.Agents) == 0 {
+		bad("agents", "at least one agent is required")
+	}
+	seen := map[string]bool{}
+	for i := range c.Agents {
+		a := &c.Agents[i]
+		p := fmt.Sprintf("agents[%d]", i)
+		if !idPattern.MatchString(a.ID) {
+			bad(p+".id", "%q must be 1-64 lowercase letters, digits, '-' or '_'", a.ID)
+		} else if seen[a.ID] {
+			bad(p+".id", "duplicate agent id %q", a.ID)
+		}
+		seen[a.ID] = true
+		if a.Name == "" {
+			a.Name = a.ID
+		}
+		if len(a.Instructions) > 64<<10 {
+			bad(p+".instructions", "longer than 65536 bytes")
+		}
+		if a.TopK == 0 {
+			a.TopK = 4
+		} else if a.TopK < 1 || a.TopK > 20 {
+			bad(p+".top_k", "must be between 1 and 20, got %d", a.TopK)
+		}
+		if a.KnowledgeDir != "" {
+			if !filepath.IsAbs(a.KnowledgeDir) {
+				a.KnowledgeDir = filepath.Join(c.Dir, a.KnowledgeDir)
+			}
+			if st, err := os.Stat(a.KnowledgeDir); err != nil {
+				bad(p+".knowledge_dir", "%v", err)
+			} else if !st.IsDir() {
+				bad(p+".knowledge_dir", "%s is not a directory", a.KnowledgeDir)
+			}
+		}
+		switch a.Engine {
+		case EngineKB:
+			if a.KnowledgeDir == "" {
+				bad(p+".knowledge_dir", "the kb engine answers from documents: set knowledge_dir")
+			}
+			if a.KB.MaxSentences < 0 || a.KB.MaxSentences > 10 {
+				bad(p+".kb.max_sentences", "must be between 0 (default) and 10")
+			}
+		case EngineOpenAI:
+			o := a.OpenAI
+			if o.Model == "" {
+				bad(p+".openai.model", "is required")
+			}
+			if o.BaseURL != "" {
+				u, err := url.Parse(o.BaseURL)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					bad(p+".openai.base_url", "%q must be an http(s) URL", o.BaseURL)
+				}
+			}
+			if o.Temperature != nil && (*o.Temperature < 0 || *o.Temperature > 2) {
+				bad(p+".openai.temperature", "must be between 0 and 2")
+			}
+			if o.MaxOutputTokens < 0 {
+				bad(p+".openai.max_output_tokens", "must not be negative")
+			}
+			if o.RequestTimeout < 0 {
+				bad(p+".openai.request_timeout", "must not be negative")
+			}
+			if o.FirstTokenTimeout < 0 {
+				bad(p+".openai.first_token_timeout", "must not be negative")
+			}
+			if o.Retries != nil && (*o.Retries < 0 || *o.Retries > 5) {
+				bad(p+".openai.retries", "must be between 0 and 5")
+			}
+		case "":
+			bad(p+".engine", "is required (kb or openai)")
+		default:
+			bad(p+".engine", "unknown engine %q (want kb or openai)", a.Engine)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkStorageURL(s string) error {
+	if s == "" {
+		return errors.New("is required")
+	}
+	if i := strings.Index(s, "://"); i > 0 {
+		switch s[:i] {
+		case "postgres", "postgresql":
+			if _, err := url.Parse(s); err != nil {
+				return fmt.Errorf("invalid PostgreSQL URL: %v", err)
+			}
+			return nil
+		}
+		return fmt.Errorf("unknown storage scheme %q (use a SQLite path, sqlite:PATH, or postgres://)", s[:i])
+	}
+	return nil
+}
+
+// Agent returns the agent with the given id.
+func (c *Config) Agent(id string) (*Agent, bool) {
+	for i := range c.Agents {
+		if c.Agents[i].ID == id {
+			return &c.Agents[i], true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"parley/realtime"
+)
+
+// metrics are the gateway's Prometheus series. Label values come from
+// closed sets (event types Parley knows, error codes it defines, response
+// statuses) so cardinality stays bounded whatever clients send.
+type metrics struct {
+	sessionsActive  prometheus.Gauge
+	sessionsTotal   prometheus.Counter
+	sessionsRefused *prometheus.CounterVec
+	clientEvents    *prometheus.CounterVec
+	errors          *prometheus.CounterVec
+	responses       *prometheus.CounterVec
+	firstToken      prometheus.Histogram
+	responseTime    prometheus.Histogram
+	gatewayAdded    prometheus.Histogram
+	slowClients     prometheus.Counter
+	storageErrors   prometheus.Counter
+	sweptRows       prometheus.Counter
+}
+
+var knownClientEvents = map[string]bool{
+	realtime.TypeSessionUpdate: true, realtime.TypeItemCreate: true, realtime.TypeItemDelete: true,
+	realtime.TypeItemRetrieve: true, realtime.TypeItemTruncate: true, realtime.TypeResponseCreate: true,
+	realtime.TypeResponseCancel: true, realtime.TypeAudioAppend: true, realtime.TypeAudioCommit: true,
+	realtime.TypeAudioClear: true, realtime.TypeOutputAudioClear: true,
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	latency := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	m := &metrics{
+		sessionsActive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "parley_realtime_sessions_active", Help: "Realtime sessions open now."}),
+		sessionsTotal:  prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_realtime_sessions_total", Help: "Realtime sessions accepted."}),
+		sessionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_realtime_sessions_refused_total",
+			Help: "Realtime connections refused, by reason."}, []string{"reason"}),
+		clientEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_realtime_client_events_total",
+			Help: "Client events received, by type (unknown types counted as \"unknown\")."}, []string{"type"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_realtime_errors_total",
+			Help: "error events sent, by code."}, []string{"code"}),
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_realtime_responses_total",
+			Help: "Responses finished, by status."}, []string{"status"}),
+		firstToken: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_response_first_token_seconds",
+			Help: "From response.create to the first text delta sent.", Buckets: latency}),
+		responseTime: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_response_duration_seconds",
+			Help: "From response.create to response.done.", Buckets: latency}),
+		gatewayAdded: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_response_gateway_added_seconds",
+			Help: "Time to first delta minus the engine's own time to first token.", Buckets: latency}),
+		slowClients: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_realtime_slow_clients_total",
+			Help: "Sessions closed because the client did not read its events."}),
+		storageErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_storage_errors_total",
+			Help: "Storage writes that failed after retries."}),
+		sweptRows: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_retention_swept_rows_total",
+			Help: "Expired rows deleted by the retention sweeper."}),
+	}
+	reg.MustRegister(m.sessionsActive, m.sessionsTotal, m.sessionsRefused, m.clientEvents, m.errors, m.responses,
+		m.firstToken, m.responseTime, m.gatewayAdded, m.slowClients, m.storageErrors, m.sweptRows)
+	return m
+}
+
+func registerRuntime(reg prometheus.Registerer) {
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
+
+func eventLabel(typ string) string {
+	if knownClientEvents[typ] {
+		return typ
+	}
+	return "unknown"
+}

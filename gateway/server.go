@@ -1,0 +1,360 @@
+// Package gateway is Parley's HTTP front: health and metrics endpoints,
+// authentication, and the realtime protocol over WebSocket with the session
+// engine behind it. It never names an engine vendor: cmd/parleyd builds the
+// agents and hands them in.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"parley/agent"
+	"parley/realtime"
+	"parley/storage"
+)
+
+// Options configure a Server. Zero values take the defaults shown.
+type Options struct {
+	Agents    map[string]*agent.Agent // by id; required
+	Store     storage.Store           // required
+	Auth      Authenticator           // required
+	Retention storage.Retention
+
+	AllowedOrigins  []string      // browser origins allowed besides the request's own host
+	ReadLimit       int64         // max client event size in bytes (1 MiB)
+	OutboundQueue   int           // events queued per session before the client counts as too slow (512)
+	WriteTimeout    time.Duration // per batch of outbound events (10s)
+	IdleTimeout     time.Duration // without client events (15m)
+	MaxDuration     time.Duration // per session (60m)
+	MaxSessions     int           // concurrent sessions on this node (10000)
+	HistoryMessages int           // messages of context given to the agent (40)
+
+	Logger   zerolog.Logger
+	Registry *prometheus.Registry // nil: a new registry with Go and process collectors
+	Now      func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.ReadLimit == 0 {
+		o.ReadLimit = 1 << 20
+	}
+	if o.OutboundQueue == 0 {
+		o.OutboundQueue = 512
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 15 * time.Minute
+	}
+	if o.MaxDuration == 0 {
+		o.MaxDuration = 60 * time.Minute
+	}
+	if o.MaxSessions == 0 {
+		o.MaxSessions = 10000
+	}
+	if o.HistoryMessages == 0 {
+		o.HistoryMessages = 40
+	}
+	if o.Retention.MetadataDays == 0 {
+		o.Retention = storage.Retention{TranscriptDays: 90, MetadataDays: 365}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Server serves Parley's HTTP API. Create it with New, serve Handler, and
+// end it with Drain (graceful) and Close.
+type Server struct {
+	opts     Options
+	log      zerolog.Logger
+	metrics  *metrics
+	registry *prometheus.Registry
+	recorder *recorder
+	mux      *http.ServeMux
+
+	mu       sync.Mutex
+	sessions int
+	closed   bool
+	wg       sync.WaitGroup // one per live session
+
+	draining  chan struct{} // closed: finish turns in flight, accept nothing new
+	hardStop  chan struct{} // closed: end every session now
+	drainOnce sync.Once
+	stopOnce  sync.Once
+}
+
+// New builds a Server.
+func New(opts Options) (*Server, error) {
+	opts.defaults()
+	if len(opts.Agents) == 0 {
+		return nil, errors.New("gateway: no agents configured")
+	}
+	if opts.Store == nil || opts.Auth == nil {
+		return nil, errors.New("gateway: Store and Auth are required")
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		registerRuntime(reg)
+	}
+	s := &Server{
+		opts: opts, log: opts.Logger, registry: reg, metrics: newMetrics(reg),
+		draining: make(chan struct{}), hardStop: make(chan struct{}),
+	}
+	s.recorder = newRecorder(opts.Store, opts.Logger, s.metrics, 4, 1024)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /v1/realtime", s.realtime)
+	mux.HandleFunc("/v1/realtime", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "GET")
+		writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed", "the realtime endpoint is a WebSocket: GET with an Upgrade header")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "invalid_request_error", "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	s.mux = mux
+	return s, nil
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Registry returns the Prometheus registry the server reports to.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Metrics returns a hook for other components (such as the retention
+// sweeper) to report swept rows.
+func (s *Server) SweptRows(n int) { s.metrics.sweptRows.Add(float64(n)) }
+
+func (s *Server) now() time.Time { return s.opts.Now() }
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-s.draining:
+		writeError(w, http.StatusServiceUnavailable, "server_error", "shutting_down", "the server is draining")
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.opts.Store.Ping(ctx); err != nil {
+		s.log.Warn().Err(err).Msg("readiness: storage unreachable")
+		writeError(w, http.StatusServiceUnavailable, "server_error", "storage_unavailable", "storage is not reachable")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// realtime upgrades GET /v1/realtime?model=AGENT to a realtime session.
+func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
+	protocols := splitProtocols(r.Header.Values("Sec-WebSocket-Protocol"))
+	key := keyFromRequest(r.Header.Get("Authorization"), protocols, r.URL.Query().Get("api-key"))
+	if key == "" {
+		s.metrics.sessionsRefused.WithLabelValues("unauthenticated").Inc()
+		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
+		writeError(w, http.StatusUnauthorized, "invalid_request_error", "missing_api_key",
+			"an API key is required: Authorization: Bearer KEY, or the subprotocol openai-insecure-api-key.KEY")
+		return
+	}
+	p, err := s.opts.Auth.Authenticate(r.Context(), key)
+	if err != nil {
+		if errors.Is(err, ErrUnauthenticated) {
+			s.metrics.sessionsRefused.WithLabelValues("unauthenticated").Inc()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="parley", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "the API key is not valid")
+			return
+		}
+		s.log.Error().Err(err).Msg("authentication failed")
+		writeError(w, http.StatusServiceUnavailable, "server_error", "auth_unavailable", "authentication is unavailable; try again")
+		return
+	}
+	if isBeta(r.Header.Get("OpenAI-Beta"), protocols) {
+		s.metrics.sessionsRefused.WithLabelValues("beta_dialect").Inc()
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "unsupported_dialect",
+			"Parley speaks the GA Realtime dialect; drop the OpenAI-Beta: realtime=v1 header / openai-beta.realtime-v1 subprotocol")
+		return
+	}
+
+	// Reserve a session slot before upgrading.
+	s.mu.Lock()
+	switch {
+	case s.closed || isClosed(s.draining):
+		s.mu.Unlock()
+		s.metrics.sessionsRefused.WithLabelValues("draining").Inc()
+		writeRetryAfter(w, 1)
+		writeError(w, http.StatusServiceUnavailable, "server_error", "shutting_down", "the server is shutting down; connect again")
+		return
+	}
+	full := s.sessions >= s.opts.MaxSessions
+	if !full {
+		s.sessions++
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:   []string{"realtime"},
+		OriginPatterns: s.opts.AllowedOrigins,
+	})
+	if err != nil {
+		// Accept wrote the HTTP error (bad handshake, origin not allowed).
+		s.metrics.sessionsRefused.WithLabelValues("handshake").Inc()
+		s.log.Info().Err(err).Str("origin", r.Header.Get("Origin")).Msg("websocket handshake refused")
+		if !full {
+			s.release()
+		}
+		return
+	}
+	conn.SetReadLimit(s.opts.ReadLimit)
+
+	model := r.URL.Query().Get("model")
+	a, known := s.opts.Agents[model]
+	if full || !known {
+		s.refuseSession(conn, full, model)
+		if !full {
+			s.release()
+		}
+		return
+	}
+	defer s.release()
+
+	s.metrics.sessionsTotal.Inc()
+	s.metrics.sessionsActive.Inc()
+	defer s.metrics.sessionsActive.Dec()
+	sess := newSession(s, conn, a, p, "websocket")
+	sess.log.Info().Str("key_id", p.KeyID).Msg("session started")
+	sess.serve(context.Background())
+	sess.log.Info().Int("turns", sess.turnSeq).Msg("session ended")
+}
+
+// refuseSession tells a client why it cannot have a session (an error event
+// it can read even from a browser) and closes.
+func (s *Server) refuseSession(conn *websocket.Conn, full bool, model string) {
+	code, param, status := "model_not_found", "model", websocket.StatusPolicyViolation
+	msg := "no agent named " + quote(model) + "; pass ?model=AGENT_ID (agents: " + strings.Join(s.agentIDs(), ", ") + ")"
+	if model == "" {
+		msg = "the model query parameter is required: ?model=AGENT_ID (agents: " + strings.Join(s.agentIDs(), ", ") + ")"
+	}
+	if full {
+		code, param, status = realtime.CodeSessionLimitReached, "", websocket.StatusTryAgainLater
+		msg = "this node has reached its session limit; try again shortly"
+	}
+	s.metrics.sessionsRefused.WithLabelValues(code).Inc()
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
+	defer cancel()
+	if err := conn.Write(ctx, websocket.MessageText, errorEventJSON("event_refused", code, msg, param)); err != nil {
+		_ = conn.CloseNow()
+		return
+	}
+	_ = conn.Close(status, code)
+}
+
+func (s *Server) release() {
+	s.mu.Lock()
+	s.sessions--
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+func (s *Server) agentIDs() []string {
+	ids := make([]string, 0, len(s.opts.Agents))
+	for id := range s.opts.Agents {
+		ids = append(ids, id)
+	}
+	sortStrings(ids)
+	return ids
+}
+
+// ActiveSessions returns the number of live sessions.
+func (s *Server) ActiveSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
+}
+
+// Drain stops accepting sessions, lets responses in flight finish, and waits
+// for every session to end. When ctx expires first, the remaining sessions
+// are ended at once (their partial turns are still recorded) and Drain
+// returns ctx's error after they are gone.
+func (s *Server) Drain(ctx context.Context) error {
+	s.drainOnce.Do(func() { close(s.draining) })
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.stopOnce.Do(func() { close(s.hardStop) })
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close ends every session at once, then waits until everything recorded
+// so far is written to storage. The caller closes the store afterwards.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	already := s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if already {
+		return nil
+	}
+	s.drainOnce.Do(func() { close(s.draining) })
+	s.stopOnce.Do(func() { close(s.hardStop) })
+	s.wg.Wait()
+	s.recorder.close()
+	return nil
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func splitProtocols(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func isBeta(header string, protocols []string) bool {
+	if strings.Contains(strings.ToLower(header), "realtime=v1") {
+		return true
+	}
+	for _, p := range protocols {
+		if p == "openai-beta.realtime-v1" {
+			return true
+		}
+	}
+	return false
+}

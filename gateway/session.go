@@ -1,0 +1,438 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/rs/zerolog"
+
+	"parley/agent"
+	"parley/realtime"
+	"parley/storage"
+)
+
+// maxItems bounds the conversation a session keeps in memory; older items
+// stay in storage (subject to retention) but leave the model's context.
+const maxItems = 512
+
+// session is one realtime conversation. A single goroutine (run) owns all
+// of its state; the reader goroutine decodes client events and hands them
+// over, each response's engine runs in its own goroutine under a context
+// the loop cancels, and outbound events leave through the bounded outbox.
+type session struct {
+	srv       *Server
+	conn      *websocket.Conn
+	out       *outbox
+	log       zerolog.Logger
+	agent     *agent.Agent
+	principal Principal
+	channel   string
+
+	id       string
+	ids      idGen
+	evPrefix string
+	evSeq    uint64
+	state    realtime.Session
+
+	convID     string
+	convStart  time.Time
+	convStored bool
+	turnSeq    int
+
+	items  []*realtime.Item
+	byID   map[string]*realtime.Item
+	active *response
+
+	inbound    chan inbound
+	agentCh    chan agentMsg
+	readerDone chan struct{}
+	agentWG    sync.WaitGroup
+	draining   bool
+}
+
+type inbound struct {
+	ev  *realtime.ClientEvent
+	err *realtime.Error
+	at  time.Time
+}
+
+// agentMsg carries an engine's output to the loop.
+type agentMsg struct {
+	resp  *response
+	delta string
+	done  bool
+	usage agent.Usage
+	err   error
+	at    time.Time // when the engine produced it
+	start time.Time // when Respond was called
+}
+
+// response is the one response a session may run at a time.
+type response struct {
+	id             string
+	obj            realtime.Response
+	item           *realtime.Item // created with the first delta
+	inConversation bool
+	text           strings.Builder
+	maxTokens      int
+	metadata       map[string]string
+	cancel         context.CancelFunc
+	requested      time.Time     // response.create decoded by the reader
+	engineFirst    time.Duration // Respond call → its first delta
+	firstSent      time.Time     // first delta queued for the client
+	finished       bool
+}
+
+func newSession(srv *Server, conn *websocket.Conn, a *agent.Agent, p Principal, channel string) *session {
+	s := &session{
+		srv: srv, conn: conn, agent: a, principal: p, channel: channel,
+		ids:        newIDGen(),
+		byID:       map[string]*realtime.Item{},
+		inbound:    make(chan inbound),
+		agentCh:    make(chan agentMsg, 16),
+		readerDone: make(chan struct{}),
+	}
+	s.id = "sess_" + s.ids.stem
+	s.convID = "conv_" + s.ids.stem
+	s.evPrefix = "event_" + s.ids.stem + "_"
+	s.out = newOutbox(conn, srv.opts.OutboundQueue, srv.opts.WriteTimeout)
+	s.log = srv.log.With().Str("session_id", s.id).Str("agent", a.ID).Logger()
+	now := srv.now()
+	s.convStart = now
+	s.state = realtime.NewSession(s.id, a.ID, a.Instructions, now.Add(srv.opts.MaxDuration).Unix())
+	return s
+}
+
+// serve runs the session until it ends and everything it started has
+// stopped. It is called on the HTTP handler goroutine, which owns it.
+func (s *session) serve(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go s.readLoop(ctx)
+
+	s.sendSession(realtime.TypeSessionCreated)
+	if s.agent.Greeting != "" {
+		it := &realtime.Item{ID: s.ids.next("item_"), Object: "realtime.item", Type: realtime.ItemMessage,
+			Status: "completed", Role: "assistant", Content: []realtime.Content{{Type: realtime.ContentOutputText, Text: s.agent.Greeting}}}
+		prev := s.insertItem(it, nil)
+		s.send(&realtime.ItemEvent{Type: realtime.TypeItemAdded, EventID: s.nextEventID(), PreviousItemID: prev, Item: it})
+		s.send(&realtime.ItemEvent{Type: realtime.TypeItemDone, EventID: s.nextEventID(), PreviousItemID: prev, Item: it})
+	}
+
+	code, reason := s.run()
+
+	// Stop the engine, keep what was said, record the end.
+	if s.active != nil {
+		s.finishResponse(s.active, realtime.StatusCancelled, "session_ended", nil)
+	}
+	cancel()
+	s.agentWG.Wait()
+	if s.convStored {
+		s.srv.recorder.submit(s.convID, recordJob{end: &endJob{tenantID: s.principal.TenantID, id: s.convID, at: s.srv.now()}})
+	}
+
+	select {
+	case <-s.readerDone: // the client is gone or broke the protocol
+		_ = s.conn.CloseNow()
+	default:
+		fctx, fcancel := context.WithTimeout(context.Background(), s.srv.opts.WriteTimeout)
+		err := s.out.flush(fctx)
+		fcancel()
+		if err != nil {
+			_ = s.conn.CloseNow()
+		} else {
+			_ = s.conn.Close(code, reason)
+		}
+	}
+	s.out.stop(errSessionClosed)
+	<-s.readerDone
+}
+
+var errSessionClosed = errors.New("session closed")
+
+// readLoop decodes client events into s.inbound until the connection or
+// ctx ends. It reuses pooled read buffers, so a message costs no
+// allocation beyond what decoding keeps.
+func (s *session) readLoop(ctx context.Context) {
+	defer close(s.readerDone)
+	for {
+		typ, r, err := s.conn.Reader(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				logReadEnd(s.log, err)
+			}
+			return
+		}
+		bp := getBuf()
+		b, err := readInto((*bp)[:0], r)
+		*bp = b
+		if err != nil {
+			putBuf(bp)
+			if ctx.Err() == nil {
+				logReadEnd(s.log, err)
+			}
+			return
+		}
+		in := inbound{at: time.Now()}
+		if typ != websocket.MessageText {
+			in.err = realtime.Invalid(realtime.CodeInvalidJSON, "", "events are JSON text frames; binary frames are not accepted")
+		} else {
+			in.ev, in.err = realtime.Decode(b)
+		}
+		putBuf(bp)
+		select {
+		case s.inbound <- in:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func logReadEnd(log zerolog.Logger, err error) {
+	switch websocket.CloseStatus(err) {
+	case websocket.StatusNormalClosure, websocket.StatusGoingAway:
+		log.Debug().Msg("client closed the session")
+	case websocket.StatusMessageTooBig:
+		log.Info().Msg("client sent a message over the read limit; closed with 1009")
+	case -1:
+		log.Debug().Err(err).Msg("connection ended")
+	default:
+		log.Info().Int("close_code", int(websocket.CloseStatus(err))).Msg("client closed the session")
+	}
+}
+
+func readInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+// run is the session loop. It returns the close code and reason.
+func (s *session) run() (websocket.StatusCode, string) {
+	opts := &s.srv.opts
+	idle := time.NewTimer(opts.IdleTimeout)
+	defer idle.Stop()
+	maxDur := time.NewTimer(opts.MaxDuration)
+	defer maxDur.Stop()
+	drain := s.srv.draining
+	for {
+		select {
+		case in := <-s.inbound:
+			idle.Reset(opts.IdleTimeout)
+			s.handle(in)
+		case m := <-s.agentCh:
+			s.onAgent(m)
+		case <-s.readerDone:
+			return websocket.StatusNormalClosure, ""
+		case <-s.out.failed:
+			if errors.Is(s.out.err, errSlowClient) {
+				s.srv.metrics.slowClients.Inc()
+				s.log.Warn().Int("queue", opts.OutboundQueue).Msg("client did not read its events; closing")
+				return websocket.StatusPolicyViolation, "client too slow: outbound queue full"
+			}
+			return websocket.StatusInternalError, "write failed"
+		case <-idle.C:
+			s.sendError(realtime.Invalid("session_idle_timeout", "", "no client event for %s; closing the session", opts.IdleTimeout))
+			return websocket.StatusNormalClosure, "idle timeout"
+		case <-maxDur.C:
+			s.sendError(realtime.Invalid("session_expired", "", "the session reached its maximum duration of %s", opts.MaxDuration))
+			return websocket.StatusNormalClosure, "session expired"
+		case <-drain:
+			drain = nil
+			s.draining = true
+		case <-s.srv.hardStop:
+			return websocket.StatusGoingAway, "server shutting down"
+		}
+		if s.draining && s.active == nil {
+			return websocket.StatusGoingAway, "server shutting down"
+		}
+	}
+}
+
+func (s *session) handle(in inbound) {
+	if in.err != nil {
+		s.srv.metrics.clientEvents.WithLabelValues("unknown").Inc()
+		s.sendError(in.err)
+		return
+	}
+	ev := in.ev
+	s.srv.metrics.clientEvents.WithLabelValues(eventLabel(ev.Type)).Inc()
+	var err *realtime.Error
+	switch ev.Type {
+	case realtime.TypeSessionUpdate:
+		if err = s.state.Apply(ev.Session); err == nil {
+			s.sendSession(realtime.TypeSessionUpdated)
+		}
+	case realtime.TypeItemCreate:
+		err = s.createItem(ev)
+	case realtime.TypeItemDelete:
+		err = s.deleteItem(ev.ItemID)
+	case realtime.TypeItemRetrieve:
+		if it, ok := s.byID[ev.ItemID]; ok {
+			s.send(&realtime.ItemEvent{Type: realtime.TypeItemRetrieved, EventID: s.nextEventID(), Item: it})
+		} else {
+			err = realtime.Invalid(realtime.CodeItemNotFound, "item_id", "no item with id %q in this conversation", ev.ItemID)
+		}
+	case realtime.TypeItemTruncate:
+		if _, ok := s.byID[ev.ItemID]; !ok {
+			err = realtime.Invalid(realtime.CodeItemNotFound, "item_id", "no item with id %q in this conversation", ev.ItemID)
+		} else {
+			err = realtime.Invalid(realtime.CodeUnsupported, "item_id", "conversation.item.truncate applies to audio output, which this session has none of")
+		}
+	case realtime.TypeResponseCreate:
+		err = s.startResponse(ev.Response, in.at)
+	case realtime.TypeResponseCancel:
+		r := s.active
+		switch {
+		case r == nil:
+			err = realtime.Invalid(realtime.CodeNoActiveResponse, "", "there is no active response to cancel")
+		case ev.ResponseID != "" && ev.ResponseID != r.id:
+			err = realtime.Invalid(realtime.CodeNoActiveResponse, "response_id", "response %q is not the active response", ev.ResponseID)
+		default:
+			s.finishResponse(r, realtime.StatusCancelled, "client_cancelled", nil)
+		}
+	case realtime.TypeAudioAppend, realtime.TypeAudioCommit, realtime.TypeAudioClear, realtime.TypeOutputAudioClear:
+		err = realtime.Invalid(realtime.CodeUnsupported, "type", "audio is not supported by this Parley version yet; send text items")
+	}
+	if err != nil {
+		s.sendError(err.WithEventID(ev.EventID))
+	}
+}
+
+// insertItem adds it after the item named by prev (nil: at the end; "root":
+// first) and returns the id of the item before it, for previous_item_id.
+func (s *session) insertItem(it *realtime.Item, prev *string) *string {
+	pos := len(s.items)
+	if prev != nil {
+		if *prev == "root" {
+			pos = 0
+		} else {
+			for i, x := range s.items {
+				if x.ID == *prev {
+					pos = i + 1
+					break
+				}
+			}
+		}
+	}
+	s.items = append(s.items, nil)
+	copy(s.items[pos+1:], s.items[pos:])
+	s.items[pos] = it
+	s.byID[it.ID] = it
+	if len(s.items) > maxItems {
+		old := s.items[0]
+		delete(s.byID, old.ID)
+		s.items = append(s.items[:0], s.items[1:]...)
+		pos--
+	}
+	if pos <= 0 {
+		return nil
+	}
+	id := s.items[pos-1].ID
+	return &id
+}
+
+func (s *session) createItem(ev *realtime.ClientEvent) *realtime.Error {
+	it := ev.Item
+	if it.ID == "" {
+		it.ID = s.ids.next("item_")
+	} else if _, dup := s.byID[it.ID]; dup {
+		return realtime.Invalid(realtime.CodeDuplicateItemID, "item.id", "an item with id %q already exists", it.ID)
+	}
+	if p := ev.PreviousItemID; p != nil && *p != "root" {
+		if _, ok := s.byID[*p]; !ok {
+			return realtime.Invalid(realtime.CodeItemNotFound, "previous_item_id", "no item with id %q in this conversation", *p)
+		}
+	}
+	prev := s.insertItem(it, ev.PreviousItemID)
+	s.send(&realtime.ItemEvent{Type: realtime.TypeItemAdded, EventID: s.nextEventID(), PreviousItemID: prev, Item: it})
+	s.send(&realtime.ItemEvent{Type: realtime.TypeItemDone, EventID: s.nextEventID(), PreviousItemID: prev, Item: it})
+	if it.Role == "user" || it.Role == "assistant" {
+		now := s.srv.now()
+		s.persistTurn(it.ID, it.Role, it.Text(), storage.TurnCompleted, now, now, storage.Latency{})
+	}
+	return nil
+}
+
+func (s *session) deleteItem(id string) *realtime.Error {
+	if _, ok := s.byID[id]; !ok {
+		return realtime.Invalid(realtime.CodeItemNotFound, "item_id", "no item with id %q in this conversation", id)
+	}
+	if s.active != nil && s.active.item != nil && s.active.item.ID == id {
+		return realtime.Invalid(realtime.CodeInvalidValue, "item_id", "item %q belongs to the active response; cancel it first", id)
+	}
+	for i, x := range s.items {
+		if x.ID == id {
+			s.items = append(s.items[:i], s.items[i+1:]...)
+			break
+		}
+	}
+	delete(s.byID, id)
+	s.send(&realtime.ItemDeletedEvent{Type: realtime.TypeItemDeleted, EventID: s.nextEventID(), ItemID: id})
+	return nil
+}
+
+// persistTurn hands a finished turn to the recorder, under the retention
+// policy: without transcript retention no text leaves the session.
+func (s *session) persistTurn(id, role, text, status string, started, ended time.Time, lat storage.Latency) {
+	pol := s.srv.opts.Retention
+	if !s.convStored {
+		s.convStored = true
+		s.srv.recorder.submit(s.convID, recordJob{create: &storage.Conversation{
+			ID: s.convID, TenantID: s.principal.TenantID, AgentID: s.agent.ID, Channel: s.channel,
+			StartedAt: s.convStart.UTC(), ExpiresAt: pol.ConversationExpiry(s.convStart).UTC(),
+		}})
+	}
+	s.turnSeq++
+	t := &storage.Turn{
+		ID: id, ConversationID: s.convID, TenantID: s.principal.TenantID, Seq: s.turnSeq, Role: role,
+		Status: status, StartedAt: started.UTC(), EndedAt: ended.UTC(), Latency: lat,
+		ExpiresAt: pol.TurnExpiry(started).UTC(),
+	}
+	if pol.StoresText() {
+		t.Text, t.TextStored = text, true
+	}
+	s.srv.recorder.submit(s.convID, recordJob{turn: t})
+}
+
+func (s *session) nextEventID() string {
+	s.evSeq++
+	b := realtime.AppendEventID(make([]byte, 0, len(s.evPrefix)+16), s.evPrefix, s.evSeq)
+	return string(b[1 : len(b)-1])
+}
+
+// send encodes a server event and queues it.
+func (s *session) send(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.log.Error().Err(err).Msg("encoding a server event failed")
+		return
+	}
+	_ = s.out.enqueue(&b) // a failure surfaces through out.failed
+}
+
+func (s *session) sendSession(typ string) {
+	st := s.state
+	s.send(&realtime.SessionEvent{Type: typ, EventID: s.nextEventID(), Session: &st})
+}
+
+func (s *session) sendError(e *realtime.Error) {
+	s.srv.metrics.errors.WithLabelValues(e.Code).Inc()
+	s.send(&realtime.ErrorEvent{Type: realtime.TypeError, EventID: s.nextEventID(), Error: e})
+}

@@ -1,0 +1,413 @@
+// Package postgres is Parley's shared storage backend: PostgreSQL through a
+// pgx/v5 pool. Any number of gateway nodes may use one database at once:
+// migrations run under an advisory lock and the retention sweep claims rows
+// with FOR UPDATE SKIP LOCKED.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"parley/storage"
+	"parley/storage/internal/check"
+	"parley/storage/internal/migrate"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Store is a storage.Store kept in PostgreSQL.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open connects to the database at url (postgres://user@host/db?...) and
+// brings its schema up to date. Query parameters pgx does not know are sent
+// as run-time parameters, so ...&search_path=myschema puts Parley's tables
+// in myschema (which must exist). pgxpool's pool_* parameters size the pool.
+// Call Close when done.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err) // pgx redacts the password
+	}
+	if err := applyMigrations(ctx, cfg.ConnConfig.Copy()); err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	return &Store{pool: pool}, nil
+}
+
+// applyMigrations applies the embedded migrations not yet recorded in
+// schema_migrations. It uses a connection of its own and holds a
+// session-level advisory lock throughout, so nodes starting together
+// migrate once: the first applies, the others wait and then find nothing
+// to do. Closing the connection releases the lock even if unlocking fails.
+func applyMigrations(ctx context.Context, cfg *pgx.ConnConfig) error {
+	ms, err := migrate.Load(migrationFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer conn.Close(context.Background())
+
+	// Unqualified tables go to the first existing schema of search_path;
+	// the lock is per schema so separate schemas migrate independently.
+	var schema *string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if schema == nil {
+		return errors.New("postgres: no schema of the search_path exists; create it first")
+	}
+	key := lockKey(*schema)
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		return fmt.Errorf("postgres: migration lock: %w", err)
+	}
+	defer conn.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, key)
+
+	const create = `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    integer     NOT NULL PRIMARY KEY,
+		name       text        NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`
+	if _, err := conn.Exec(ctx, create); err != nil {
+		return fmt.Errorf("postgres: create schema_migrations: %w", err)
+	}
+	for _, m := range ms {
+		if err := applyMigration(ctx, conn, m); err != nil {
+			return fmt.Errorf("postgres: migration %s: %w", m.Name, err)
+		}
+	}
+	return nil
+}
+
+func applyMigration(ctx context.Context, conn *pgx.Conn, m migrate.Migration) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.Background()) // no-op after Commit
+
+	var applied bool
+	err = tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.Version).Scan(&applied)
+	if err != nil || applied {
+		return err
+	}
+	if _, err := tx.Exec(ctx, m.SQL); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// lockKey is the advisory lock id for migrating schema.
+func lockKey(schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("parley/migrations/" + schema))
+	return int64(h.Sum64())
+}
+
+// Ping implements storage.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.pool.Ping(ctx)
+}
+
+// Close implements storage.Store. It waits for connections in use to be
+// returned to the pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// CreateConversation implements storage.Store.
+func (s *Store) CreateConversation(ctx context.Context, c *storage.Conversation) error {
+	if err := check.Conversation(c); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO conversations
+		(id, tenant_id, agent_id, channel, language, started_at, ended_at, duration_ms, turn_count, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		c.ID, c.TenantID, c.AgentID, c.Channel, c.Language, ts(c.StartedAt), nullTS(c.EndedAt),
+		c.DurationMS, c.TurnCount, ts(c.ExpiresAt))
+	return mapErr(err)
+}
+
+// EndConversation implements storage.Store. Only the first call sets
+// ended_at (the WHERE ended_at IS NULL), which makes it idempotent.
+func (s *Store) EndConversation(ctx context.Context, tenantID, id string, endedAt time.Time) error {
+	if endedAt.IsZero() {
+		return fmt.Errorf("%w: EndConversation endedAt is zero", storage.ErrInvalid)
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE conversations
+		SET ended_at = $1::timestamptz,
+		    duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM $1::timestamptz - started_at) * 1000)::bigint)
+		WHERE tenant_id = $2 AND id = $3 AND ended_at IS NULL`,
+		ts(endedAt), tenantID, id)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	// Nothing updated: either already ended (fine) or not there.
+	return s.mustExist(ctx, `SELECT EXISTS (SELECT 1 FROM conversations WHERE tenant_id = $1 AND id = $2)`, tenantID, id)
+}
+
+// mustExist runs an EXISTS query and returns storage.ErrNotFound when it is
+// false.
+func (s *Store) mustExist(ctx context.Context, query string, args ...any) error {
+	var ok bool
+	if err := s.pool.QueryRow(ctx, query, args...).Scan(&ok); err != nil {
+		return err
+	}
+	if !ok {
+		return storage.ErrNotFound
+	}
+	return nil
+}
+
+// AppendTurn implements storage.Store. It is one statement, hence one
+// transaction and one round trip: the CTE bumps turn_count (row-locking the
+// conversation, so concurrent appends get distinct seqs) and only if the
+// conversation exists for t.TenantID does the INSERT get a row to insert.
+// A duplicate id or seq fails the whole statement, increment included.
+func (s *Store) AppendTurn(ctx context.Context, t *storage.Turn) error {
+	if err := check.Turn(t); err != nil {
+		return err
+	}
+	var text *string // NULL unless the text may be kept
+	if t.TextStored {
+		text = &t.Text
+	}
+	var seq int
+	err := s.pool.QueryRow(ctx, `WITH c AS (
+			UPDATE conversations SET turn_count = turn_count + 1
+			WHERE tenant_id = $1 AND id = $2
+			RETURNING turn_count
+		)
+		INSERT INTO turns
+			(conversation_id, id, tenant_id, seq, role, text, text_stored, status,
+			 started_at, ended_at, first_token_ms, total_ms, engine_ms, expires_at)
+		SELECT $2, $3, $1, CASE WHEN $4::integer = 0 THEN c.turn_count ELSE $4::integer END,
+			$5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+		FROM c
+		RETURNING seq`,
+		t.TenantID, t.ConversationID, t.ID, t.Seq, t.Role, text, t.TextStored, t.Status,
+		ts(t.StartedAt), ts(t.EndedAt), t.Latency.FirstTokenMS, t.Latency.TotalMS,
+		t.Latency.EngineMS, ts(t.ExpiresAt)).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return storage.ErrNotFound
+	}
+	if err != nil {
+		return mapErr(err)
+	}
+	t.Seq = seq
+	return nil
+}
+
+// GetConversation implements storage.Store.
+func (s *Store) GetConversation(ctx context.Context, tenantID, id string) (*storage.Conversation, error) {
+	var (
+		c                       storage.Conversation
+		started, ended, expires pgtype.Timestamptz
+	)
+	err := s.pool.QueryRow(ctx, `SELECT id, tenant_id, agent_id, channel, language,
+		started_at, ended_at, duration_ms, turn_count, expires_at
+		FROM conversations WHERE tenant_id = $1 AND id = $2`, tenantID, id).Scan(
+		&c.ID, &c.TenantID, &c.AgentID, &c.Channel, &c.Language,
+		&started, &ended, &c.DurationMS, &c.TurnCount, &expires)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.StartedAt, c.EndedAt, c.ExpiresAt = fromTS(started), fromTS(ended), fromTS(expires)
+	return &c, nil
+}
+
+// ListTurns implements storage.Store.
+func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) ([]storage.Turn, error) {
+	rows, err := s.pool.Query(ctx, `SELECT conversation_id, id, tenant_id, seq, role, text,
+		text_stored, status, started_at, ended_at, first_token_ms, total_ms, engine_ms, expires_at
+		FROM turns WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq`,
+		tenantID, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	turns := []storage.Turn{}
+	for rows.Next() {
+		var (
+			t                       storage.Turn
+			text                    pgtype.Text
+			started, ended, expires pgtype.Timestamptz
+		)
+		err := rows.Scan(&t.ConversationID, &t.ID, &t.TenantID, &t.Seq, &t.Role, &text,
+			&t.TextStored, &t.Status, &started, &ended, &t.Latency.FirstTokenMS,
+			&t.Latency.TotalMS, &t.Latency.EngineMS, &expires)
+		if err != nil {
+			return nil, err
+		}
+		t.Text = text.String
+		t.StartedAt, t.EndedAt, t.ExpiresAt = fromTS(started), fromTS(ended), fromTS(expires)
+		turns = append(turns, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(turns) == 0 {
+		// No turns yet, or no such conversation for this tenant?
+		err := s.mustExist(ctx, `SELECT EXISTS (SELECT 1 FROM conversations WHERE tenant_id = $1 AND id = $2)`,
+			tenantID, conversationID)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return turns, nil
+}
+
+// DeleteExpired implements storage.Store. Each DELETE claims its batch with
+// FOR UPDATE SKIP LOCKED, so nodes sweeping at the same moment take
+// different rows instead of waiting for (or double counting) each other.
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
+	if err := check.Limit(limit); err != nil {
+		return 0, err
+	}
+	cutoff := ts(now)
+	tag, err := s.pool.Exec(ctx, `DELETE FROM turns WHERE (conversation_id, id) IN (
+		SELECT conversation_id, id FROM turns
+		WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
+		FOR UPDATE SKIP LOCKED)`, cutoff, limit)
+	if err != nil {
+		return 0, err
+	}
+	deleted := int(tag.RowsAffected())
+	if deleted >= limit {
+		return deleted, nil
+	}
+	// ON DELETE CASCADE removes the remaining turns of each conversation;
+	// PostgreSQL does not count those in the command tag.
+	tag, err = s.pool.Exec(ctx, `DELETE FROM conversations WHERE id IN (
+		SELECT id FROM conversations
+		WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
+		FOR UPDATE SKIP LOCKED)`, cutoff, limit-deleted)
+	if err != nil {
+		return deleted, err
+	}
+	return deleted + int(tag.RowsAffected()), nil
+}
+
+// CreateAPIKey implements storage.Store.
+func (s *Store) CreateAPIKey(ctx context.Context, k *storage.APIKey) error {
+	if err := check.APIKey(k); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO api_keys
+		(id, tenant_id, prefix, hash, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		k.ID, k.TenantID, k.Prefix, k.Hash, ts(k.CreatedAt), nullTS(k.LastUsedAt))
+	return mapErr(err)
+}
+
+// APIKeysByPrefix implements storage.Store.
+func (s *Store) APIKeysByPrefix(ctx context.Context, prefix string) ([]storage.APIKey, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, tenant_id, prefix, hash, created_at, last_used_at
+		FROM api_keys WHERE prefix = $1 ORDER BY created_at, id`, prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	keys := []storage.APIKey{}
+	for rows.Next() {
+		var (
+			k                 storage.APIKey
+			created, lastUsed pgtype.Timestamptz
+		)
+		if err := rows.Scan(&k.ID, &k.TenantID, &k.Prefix, &k.Hash, &created, &lastUsed); err != nil {
+			return nil, err
+		}
+		k.CreatedAt, k.LastUsedAt = fromTS(created), fromTS(lastUsed)
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
+
+// CountAPIKeys implements storage.Store.
+func (s *Store) CountAPIKeys(ctx context.Context, tenantID string) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM api_keys WHERE tenant_id = $1`, tenantID).Scan(&n)
+	return n, err
+}
+
+// TouchAPIKey implements storage.Store.
+func (s *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error {
+	if at.IsZero() {
+		return fmt.Errorf("%w: TouchAPIKey at is zero", storage.ErrInvalid)
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE api_keys SET last_used_at = $1::timestamptz
+		WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)`, ts(at), id)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	// Nothing updated: a later use is already recorded, or no such key.
+	return s.mustExist(ctx, `SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1)`, id)
+}
+
+// mapErr turns unique violations into storage.ErrConflict (keeping the
+// server's message for logs) and passes other errors through.
+func mapErr(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
+		return fmt.Errorf("%w: %w", storage.ErrConflict, err)
+	}
+	return err
+}
+
+// Times are written truncated to the millisecond, so both backends return
+// the same values, and read back in UTC. A zero time.Time becomes NULL
+// where the column allows it.
+
+func ts(t time.Time) pgtype.Timestamptz {
+	return pgtype.Timestamptz{Time: t.Truncate(time.Millisecond), Valid: true}
+}
+
+func nullTS(t time.Time) pgtype.Timestamptz {
+	if t.IsZero() {
+		return pgtype.Timestamptz{}
+	}
+	return ts(t)
+}
+
+func fromTS(v pgtype.Timestamptz) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return v.Time.UTC()
+}

@@ -1,0 +1,289 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"parley/storage"
+	"parley/storage/internal/migrate"
+	"parley/storage/storagetest"
+)
+
+// envURL names the database the tests use, e.g.
+// postgres://postgres@127.0.0.1:5432/test?sslmode=disable. Each test works
+// in a schema of its own, created and dropped around it.
+const envURL = "PARLEY_TEST_POSTGRES_URL"
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func baseURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv(envURL)
+	if u == "" {
+		t.Skip("!!! " + envURL + " not set: PostgreSQL conformance suite SKIPPED !!!")
+	}
+	return u
+}
+
+// freshSchema creates a randomly named schema, drops it when the test
+// ends, and returns the test database URL with search_path set to it, so
+// tests (and test packages running in parallel) never see each other.
+func freshSchema(t testing.TB) string {
+	t.Helper()
+	base := baseURL(t)
+	var b [8]byte
+	rand.Read(b[:])
+	schema := "parley_test_" + hex.EncodeToString(b[:])
+
+	exec := func(sql string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	if err := exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("%s is not a URL: %v", envURL, err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// open opens a Store on url and closes it when the test ends (before the
+// schema is dropped: cleanups run last-registered first).
+func open(t testing.TB, url string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), url)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store {
+		return open(t, freshSchema(t))
+	})
+}
+
+func assertMigrations(t *testing.T, s *Store) {
+	t.Helper()
+	ms, err := migrate.Load(migrationFS, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.pool.Query(t.Context(), `SELECT version, name FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var v int
+		var name string
+		if err := rows.Scan(&v, &name); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprint(v, " ", name))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, m := range ms {
+		want = append(want, fmt.Sprint(m.Version, " ", m.Name))
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("schema_migrations = %v, want %v", got, want)
+	}
+}
+
+func TestMigrationsIdempotent(t *testing.T) {
+	u := freshSchema(t)
+	c := &storage.Conversation{ID: "c1", TenantID: "t1", StartedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
+	for i := range 3 {
+		s, err := Open(t.Context(), u)
+		if err != nil {
+			t.Fatalf("Open #%d: %v", i+1, err)
+		}
+		if i == 0 {
+			if err := s.CreateConversation(t.Context(), c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.GetConversation(t.Context(), "t1", "c1"); err != nil {
+			t.Errorf("Open #%d: data lost: %v", i+1, err)
+		}
+		assertMigrations(t, s)
+		s.Close()
+	}
+}
+
+// TestConcurrentOpen starts four "nodes" on one fresh schema at once: the
+// advisory lock lets one migrate while the others wait, and all succeed.
+func TestConcurrentOpen(t *testing.T) {
+	u := freshSchema(t)
+	stores := make([]*Store, 4)
+	errs := make([]error, len(stores))
+	var wg sync.WaitGroup
+	for i := range stores {
+		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), u) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Open #%d: %v", i, err)
+			continue
+		}
+		defer stores[i].Close()
+	}
+	if t.Failed() {
+		return
+	}
+	assertMigrations(t, stores[0])
+}
+
+func TestSearchPathIsolation(t *testing.T) {
+	a, b := open(t, freshSchema(t)), open(t, freshSchema(t))
+	c := &storage.Conversation{ID: "c1", TenantID: "t1", StartedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
+	if err := a.CreateConversation(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetConversation(t.Context(), "t1", "c1"); err != storage.ErrNotFound {
+		t.Errorf("other schema sees the conversation: err = %v", err)
+	}
+	if err := b.CreateConversation(t.Context(), c); err != nil {
+		t.Errorf("same id in another schema: %v", err)
+	}
+}
+
+func TestOpenMissingSchema(t *testing.T) {
+	u, err := url.Parse(baseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", "parley_no_such_schema")
+	u.RawQuery = q.Encode()
+	s, err := Open(t.Context(), u.String())
+	if err == nil {
+		s.Close()
+		t.Fatal("Open with a missing search_path schema succeeded")
+	}
+	if !strings.Contains(err.Error(), "no schema") {
+		t.Errorf("error = %v, want it to say the schema is missing", err)
+	}
+}
+
+// TestDeleteExpiredManyNodes sweeps one database from four Stores at once,
+// as four gateway nodes would: every expired row is deleted exactly once
+// (the counts add up) and nobody fails.
+func TestDeleteExpiredManyNodes(t *testing.T) {
+	u := freshSchema(t)
+	nodes := []*Store{open(t, u), open(t, u), open(t, u), open(t, u)}
+	ctx := t.Context()
+	now := time.Now()
+	const convs = 150
+	for i := range convs {
+		c := &storage.Conversation{ID: fmt.Sprint("c", i), TenantID: "t", StartedAt: now, ExpiresAt: now.Add(-time.Minute)}
+		if err := nodes[0].CreateConversation(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 2 {
+			tr := &storage.Turn{ID: fmt.Sprint("i", j), ConversationID: c.ID, TenantID: "t", ExpiresAt: now.Add(-time.Duration(i+j) * time.Second)}
+			if err := nodes[0].AppendTurn(ctx, tr); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	counts := make([]int, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, s := range nodes {
+		wg.Go(func() {
+			for {
+				n, err := s.DeleteExpired(ctx, now, 20)
+				counts[i] += n
+				if err != nil || n == 0 {
+					errs[i] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	total := 0
+	for i := range nodes {
+		if errs[i] != nil {
+			t.Errorf("node %d: %v", i, errs[i])
+		}
+		total += counts[i]
+	}
+	// Cascaded turns are not counted, so the total is between the number
+	// of conversations (all turns cascaded) and the number of rows.
+	var left int
+	if err := nodes[0].pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM turns) + (SELECT count(*) FROM conversations)`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 || total < convs || total > 3*convs {
+		t.Errorf("deleted %d (per node %v), %d rows left; want all %d conversations gone", total, counts, left, convs)
+	}
+	t.Logf("per-node deletions: %v", counts)
+}
+
+// TestTextNotStored looks at the raw row: a metadata-only turn leaves no
+// text in the database, whatever Text held.
+func TestTextNotStored(t *testing.T) {
+	s := open(t, freshSchema(t))
+	ctx := t.Context()
+	expires := time.Now().Add(time.Hour)
+	c := &storage.Conversation{ID: "c1", TenantID: "t", StartedAt: time.Now(), ExpiresAt: expires}
+	if err := s.CreateConversation(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	tr := &storage.Turn{ID: "i1", ConversationID: "c1", TenantID: "t", Text: "secret", TextStored: false, ExpiresAt: expires}
+	if err := s.AppendTurn(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	var text *string
+	if err := s.pool.QueryRow(ctx, `SELECT text FROM turns WHERE id = 'i1'`).Scan(&text); err != nil {
+		t.Fatal(err)
+	}
+	if text != nil {
+		t.Errorf("text column = %q, want NULL", *text)
+	}
+}
+
+func BenchmarkAppendTurn(b *testing.B) {
+	storagetest.BenchmarkAppendTurn(b, open(b, freshSchema(b)))
+}

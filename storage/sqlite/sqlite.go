@@ -1,0 +1,470 @@
+// Package sqlite is Parley's embedded storage backend: one SQLite file, no
+// server to run, pure Go (modernc.org/sqlite). It is the default for a
+// single node; several nodes share state through storage/postgres instead.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"parley/storage"
+	"parley/storage/internal/check"
+	"parley/storage/internal/migrate"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// busyTimeout is how long a connection waits for a lock another process
+// holds (say `parley purge` while parleyd runs) before failing with
+// SQLITE_BUSY. Inside one process writers never wait on SQLite's lock: they
+// queue for the single write connection instead (see Store).
+const busyTimeout = 5 * time.Second
+
+// Store is a storage.Store kept in one SQLite file.
+//
+// SQLite allows one writer at a time. Rather than let writers collide and
+// fail with SQLITE_BUSY, the Store keeps two pools on the file: w holds a
+// single connection that every write goes through (database/sql queues the
+// writers in Go and honours their contexts), and r holds several read-only
+// connections that WAL mode lets read while the writer writes.
+type Store struct {
+	w *sql.DB // the one write connection; transactions BEGIN IMMEDIATE
+	r *sql.DB // read-only connections (PRAGMA query_only)
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open opens (creating if needed, with its parent directory) the database
+// file at path and brings its schema up to date. path is a filesystem path,
+// not a URI: it must not start with "file:" or contain '?', and ":memory:"
+// is refused because the Store's two pools would see two different
+// databases. Call Close when done.
+func Open(ctx context.Context, path string) (*Store, error) {
+	switch {
+	case path == "":
+		return nil, errors.New("sqlite: empty database path")
+	case path == ":memory:":
+		return nil, errors.New("sqlite: in-memory databases are not supported; use a file path")
+	case strings.HasPrefix(path, "file:") || strings.Contains(path, "?"):
+		return nil, fmt.Errorf("sqlite: %q: want a plain file path (no file: prefix, no '?')", path)
+	}
+
+	// Transcripts live in this file: keep it private to the service user.
+	// SQLite gives the -wal and -shm files the same permissions.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: create directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+
+	// journal_mode=WAL is stored in the file, so setting it on the write
+	// connection is enough; the other pragmas are per connection, hence in
+	// both DSNs so every pooled connection gets them.
+	w, err := sql.Open("sqlite", dsn(path, "journal_mode(WAL)", "_txlock", "immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := applyMigrations(ctx, w); err != nil {
+		w.Close()
+		return nil, err
+	}
+
+	r, err := sql.Open("sqlite", dsn(path, "query_only(1)"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	readers := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(readers)
+	r.SetMaxIdleConns(readers)
+	r.SetConnMaxIdleTime(5 * time.Minute)
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	return &Store{w: w, r: r}, nil
+}
+
+// dsn builds a modernc.org/sqlite data source name for path: the common
+// pragmas, plus extraPragma, plus the optional key/value driver parameter.
+func dsn(path, extraPragma string, kv ...string) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", extraPragma)
+	for i := 0; i+1 < len(kv); i += 2 {
+		q.Set(kv[i], kv[i+1])
+	}
+	return path + "?" + q.Encode()
+}
+
+// applyMigrations applies the embedded migrations not yet recorded in
+// schema_migrations, each in its own transaction. The write pool begins
+// transactions with BEGIN IMMEDIATE, which takes SQLite's write lock at
+// once, so two processes opening the same file never apply one twice.
+func applyMigrations(ctx context.Context, db *sql.DB) error {
+	ms, err := migrate.Load(migrationFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+	const create = `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER NOT NULL PRIMARY KEY,
+		name       TEXT    NOT NULL,
+		applied_at INTEGER NOT NULL
+	) STRICT`
+	if _, err := db.ExecContext(ctx, create); err != nil {
+		return fmt.Errorf("sqlite: create schema_migrations: %w", err)
+	}
+	for _, m := range ms {
+		if err := applyMigration(ctx, db, m); err != nil {
+			return fmt.Errorf("sqlite: migration %s: %w", m.Name, err)
+		}
+	}
+	return nil
+}
+
+func applyMigration(ctx context.Context, db *sql.DB, m migrate.Migration) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // no-op after Commit
+
+	var applied int
+	err = tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&applied)
+	if err != nil || applied > 0 {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+		m.Version, m.Name, time.Now().UnixMilli())
+	if err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Ping implements storage.Store. It uses a read connection, so a long
+// write in progress does not make the store look unreachable.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.r.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+}
+
+// Close implements storage.Store.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// CreateConversation implements storage.Store.
+func (s *Store) CreateConversation(ctx context.Context, c *storage.Conversation) error {
+	if err := check.Conversation(c); err != nil {
+		return err
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO conversations
+		(id, tenant_id, agent_id, channel, language, started_at, ended_at, duration_ms, turn_count, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.TenantID, c.AgentID, c.Channel, c.Language, unixMS(c.StartedAt), nullMS(c.EndedAt),
+		c.DurationMS, c.TurnCount, unixMS(c.ExpiresAt))
+	return mapErr(err)
+}
+
+// EndConversation implements storage.Store. Only the first call sets
+// ended_at (the WHERE ended_at IS NULL), which makes it idempotent.
+func (s *Store) EndConversation(ctx context.Context, tenantID, id string, endedAt time.Time) error {
+	if endedAt.IsZero() {
+		return fmt.Errorf("%w: EndConversation endedAt is zero", storage.ErrInvalid)
+	}
+	end := unixMS(endedAt)
+	res, err := s.w.ExecContext(ctx, `UPDATE conversations
+		SET ended_at = ?, duration_ms = max(0, ? - started_at)
+		WHERE tenant_id = ? AND id = ? AND ended_at IS NULL`,
+		end, end, tenantID, id)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n > 0 {
+		return err
+	}
+	// Nothing updated: either already ended (fine) or not there.
+	return s.mustExist(ctx, `SELECT count(*) FROM conversations WHERE tenant_id = ? AND id = ?`, tenantID, id)
+}
+
+// mustExist runs a count(*) query and returns storage.ErrNotFound when it
+// counts nothing.
+func (s *Store) mustExist(ctx context.Context, query string, args ...any) error {
+	var n int
+	if err := s.r.QueryRowContext(ctx, query, args...).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return storage.ErrNotFound
+	}
+	return nil
+}
+
+// AppendTurn implements storage.Store: one write transaction bumps the
+// conversation's turn_count (which also proves the conversation belongs to
+// t.TenantID) and inserts the turn.
+func (s *Store) AppendTurn(ctx context.Context, t *storage.Turn) error {
+	if err := check.Turn(t); err != nil {
+		return err
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // no-op after Commit
+
+	var count int
+	err = tx.QueryRowContext(ctx, `UPDATE conversations SET turn_count = turn_count + 1
+		WHERE tenant_id = ? AND id = ? RETURNING turn_count`,
+		t.TenantID, t.ConversationID).Scan(&count)
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	seq := t.Seq
+	if seq == 0 {
+		seq = count
+	}
+	var text any // NULL unless the text may be kept
+	if t.TextStored {
+		text = t.Text
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO turns
+		(conversation_id, id, tenant_id, seq, role, text, text_stored, status,
+		 started_at, ended_at, first_token_ms, total_ms, engine_ms, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.ConversationID, t.ID, t.TenantID, seq, t.Role, text, t.TextStored, t.Status,
+		unixMS(t.StartedAt), unixMS(t.EndedAt), t.Latency.FirstTokenMS, t.Latency.TotalMS,
+		t.Latency.EngineMS, unixMS(t.ExpiresAt))
+	if err != nil {
+		return mapErr(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	t.Seq = seq
+	return nil
+}
+
+// GetConversation implements storage.Store.
+func (s *Store) GetConversation(ctx context.Context, tenantID, id string) (*storage.Conversation, error) {
+	var (
+		c                storage.Conversation
+		started, expires int64
+		ended            sql.NullInt64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT id, tenant_id, agent_id, channel, language,
+		started_at, ended_at, duration_ms, turn_count, expires_at
+		FROM conversations WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(
+		&c.ID, &c.TenantID, &c.AgentID, &c.Channel, &c.Language,
+		&started, &ended, &c.DurationMS, &c.TurnCount, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.StartedAt, c.EndedAt, c.ExpiresAt = fromMS(started), fromNullMS(ended), fromMS(expires)
+	return &c, nil
+}
+
+// ListTurns implements storage.Store.
+func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) ([]storage.Turn, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT conversation_id, id, tenant_id, seq, role, text,
+		text_stored, status, started_at, ended_at, first_token_ms, total_ms, engine_ms, expires_at
+		FROM turns WHERE tenant_id = ? AND conversation_id = ? ORDER BY seq`,
+		tenantID, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	turns := []storage.Turn{}
+	for rows.Next() {
+		var (
+			t                       storage.Turn
+			text                    sql.NullString
+			started, ended, expires int64
+		)
+		err := rows.Scan(&t.ConversationID, &t.ID, &t.TenantID, &t.Seq, &t.Role, &text,
+			&t.TextStored, &t.Status, &started, &ended, &t.Latency.FirstTokenMS,
+			&t.Latency.TotalMS, &t.Latency.EngineMS, &expires)
+		if err != nil {
+			return nil, err
+		}
+		t.Text = text.String
+		t.StartedAt, t.EndedAt, t.ExpiresAt = fromMS(started), fromMS(ended), fromMS(expires)
+		turns = append(turns, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(turns) == 0 {
+		// No turns yet, or no such conversation for this tenant?
+		err := s.mustExist(ctx, `SELECT count(*) FROM conversations WHERE tenant_id = ? AND id = ?`,
+			tenantID, conversationID)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return turns, nil
+}
+
+// DeleteExpired implements storage.Store. Each DELETE is its own atomic
+// statement on the single write connection; the subqueries pick the oldest
+// expired rows through the expires_at indexes.
+func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
+	if err := check.Limit(limit); err != nil {
+		return 0, err
+	}
+	cutoff := unixMS(now)
+	res, err := s.w.ExecContext(ctx, `DELETE FROM turns WHERE rowid IN (
+		SELECT rowid FROM turns WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)`,
+		cutoff, limit)
+	if err != nil {
+		return 0, err
+	}
+	turns, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	deleted := int(turns)
+	if deleted >= limit {
+		return deleted, nil
+	}
+	// ON DELETE CASCADE removes the remaining turns of each conversation;
+	// SQLite does not count those in RowsAffected.
+	res, err = s.w.ExecContext(ctx, `DELETE FROM conversations WHERE id IN (
+		SELECT id FROM conversations WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)`,
+		cutoff, limit-deleted)
+	if err != nil {
+		return deleted, err
+	}
+	convs, err := res.RowsAffected()
+	return deleted + int(convs), err
+}
+
+// CreateAPIKey implements storage.Store.
+func (s *Store) CreateAPIKey(ctx context.Context, k *storage.APIKey) error {
+	if err := check.APIKey(k); err != nil {
+		return err
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO api_keys
+		(id, tenant_id, prefix, hash, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		k.ID, k.TenantID, k.Prefix, k.Hash, unixMS(k.CreatedAt), nullMS(k.LastUsedAt))
+	return mapErr(err)
+}
+
+// APIKeysByPrefix implements storage.Store.
+func (s *Store) APIKeysByPrefix(ctx context.Context, prefix string) ([]storage.APIKey, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, tenant_id, prefix, hash, created_at, last_used_at
+		FROM api_keys WHERE prefix = ? ORDER BY created_at, id`, prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	keys := []storage.APIKey{}
+	for rows.Next() {
+		var (
+			k        storage.APIKey
+			created  int64
+			lastUsed sql.NullInt64
+		)
+		if err := rows.Scan(&k.ID, &k.TenantID, &k.Prefix, &k.Hash, &created, &lastUsed); err != nil {
+			return nil, err
+		}
+		k.CreatedAt, k.LastUsedAt = fromMS(created), fromNullMS(lastUsed)
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
+
+// CountAPIKeys implements storage.Store.
+func (s *Store) CountAPIKeys(ctx context.Context, tenantID string) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM api_keys WHERE tenant_id = ?`, tenantID).Scan(&n)
+	return n, err
+}
+
+// TouchAPIKey implements storage.Store.
+func (s *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error {
+	if at.IsZero() {
+		return fmt.Errorf("%w: TouchAPIKey at is zero", storage.ErrInvalid)
+	}
+	ts := unixMS(at)
+	res, err := s.w.ExecContext(ctx, `UPDATE api_keys SET last_used_at = ?
+		WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)`, ts, id, ts)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n > 0 {
+		return err
+	}
+	// Nothing updated: a later use is already recorded, or no such key.
+	return s.mustExist(ctx, `SELECT count(*) FROM api_keys WHERE id = ?`, id)
+}
+
+// mapErr turns SQLite uniqueness violations into storage.ErrConflict
+// (keeping the driver's message for logs) and passes other errors through.
+func mapErr(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+			return fmt.Errorf("%w: %w", storage.ErrConflict, err)
+		}
+	}
+	return err
+}
+
+// Times are stored as INTEGER unix milliseconds, which sort like the times
+// they stand for and read back in UTC. A zero time.Time becomes NULL where
+// the column allows it.
+
+func unixMS(t time.Time) int64 { return t.UnixMilli() }
+
+func nullMS(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+func fromMS(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+func fromNullMS(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMS(v.Int64)
+}

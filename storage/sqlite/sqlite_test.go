@@ -1,0 +1,268 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"parley/storage"
+	"parley/storage/internal/migrate"
+	"parley/storage/storagetest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// openTemp opens a store in a fresh directory (one level deeper than
+// t.TempDir, so Open has to create it) and closes it when the test ends.
+func openTemp(t testing.TB) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "data", "parley.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", path, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s, path
+}
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store {
+		s, _ := openTemp(t)
+		return s
+	})
+}
+
+func TestOpenCreatesPrivateFile(t *testing.T) {
+	_, path := openTemp(t)
+	for p, want := range map[string]os.FileMode{filepath.Dir(path): 0o700 | os.ModeDir, path: 0o600} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != want {
+			t.Errorf("%s mode = %v, want %v", p, fi.Mode(), want)
+		}
+	}
+}
+
+func TestOpenRejects(t *testing.T) {
+	dir := t.TempDir()
+	for _, path := range []string{"", ":memory:", "file:" + dir + "/x.db", dir + "/x.db?mode=ro"} {
+		if s, err := Open(t.Context(), path); err == nil {
+			s.Close()
+			t.Errorf("Open(%q) succeeded, want an error", path)
+		}
+	}
+}
+
+// TestPragmas checks that every pooled connection, not just the first,
+// got its pragmas from the DSN.
+func TestPragmas(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	want := map[string]string{
+		"journal_mode": "wal",
+		"foreign_keys": "1",
+		"synchronous":  "1", // NORMAL
+		"busy_timeout": "5000",
+	}
+	check := func(name string, db *sql.DB, conns int, queryOnly string) {
+		var held []*sql.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for i := range conns {
+			c, err := db.Conn(ctx) // held, so the next one is a new connection
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c)
+			w := map[string]string{"query_only": queryOnly}
+			for k, v := range want {
+				w[k] = v
+			}
+			for pragma, v := range w {
+				var got string
+				if err := c.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
+					t.Fatal(err)
+				}
+				if got != v {
+					t.Errorf("%s connection %d: PRAGMA %s = %s, want %s", name, i, pragma, got, v)
+				}
+			}
+		}
+	}
+	check("write", s.w, 1, "0")
+	check("read", s.r, 4, "1")
+
+	// The read pool really is read-only.
+	if _, err := s.r.ExecContext(ctx, `DELETE FROM api_keys`); err == nil {
+		t.Error("a write through the read pool succeeded")
+	}
+}
+
+func TestMigrationsIdempotent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	c := &storage.Conversation{ID: "c1", TenantID: "t1", StartedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
+	for i := range 3 {
+		s, err := Open(t.Context(), path)
+		if err != nil {
+			t.Fatalf("Open #%d: %v", i+1, err)
+		}
+		if i == 0 {
+			if err := s.CreateConversation(t.Context(), c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := s.GetConversation(t.Context(), "t1", "c1"); err != nil {
+			t.Errorf("Open #%d: data lost: %v", i+1, err)
+		}
+		assertMigrations(t, s.r)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func assertMigrations(t *testing.T, db *sql.DB) {
+	t.Helper()
+	ms, err := migrate.Load(migrationFS, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.QueryContext(t.Context(), `SELECT version, name FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var v int
+		var name string
+		if err := rows.Scan(&v, &name); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprint(v, " ", name))
+	}
+	var want []string
+	for _, m := range ms {
+		want = append(want, fmt.Sprint(m.Version, " ", m.Name))
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("schema_migrations = %v, want %v", got, want)
+	}
+}
+
+// TestConcurrentOpen opens one fresh file from several goroutines at once,
+// as several processes starting together would: all succeed, migrations
+// are applied once.
+func TestConcurrentOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	stores := make([]*Store, 4)
+	errs := make([]error, len(stores))
+	var wg sync.WaitGroup
+	for i := range stores {
+		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), path) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Open #%d: %v", i, err)
+			continue
+		}
+		defer stores[i].Close()
+	}
+	if t.Failed() {
+		return
+	}
+	assertMigrations(t, stores[0].r)
+}
+
+// TestTwoStoresOneFile runs concurrent writers through two Stores on one
+// file, as parleyd and `parley purge` would from two processes: SQLite's
+// own lock (BEGIN IMMEDIATE + busy_timeout) must keep them from failing.
+func TestTwoStoresOneFile(t *testing.T) {
+	a, path := openTemp(t)
+	b, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	ctx := t.Context()
+	expires := time.Now().Add(time.Hour)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16*20)
+	for w := range 16 {
+		s := []*Store{a, b}[w%2]
+		wg.Go(func() {
+			c := &storage.Conversation{ID: fmt.Sprint("c", w), TenantID: "t", StartedAt: time.Now(), ExpiresAt: expires}
+			if err := s.CreateConversation(ctx, c); err != nil {
+				errs <- err
+				return
+			}
+			for i := range 20 {
+				tr := &storage.Turn{ID: fmt.Sprint("i", i), ConversationID: c.ID, TenantID: "t", ExpiresAt: expires}
+				if err := s.AppendTurn(ctx, tr); err != nil {
+					errs <- err
+				}
+				if _, err := s.DeleteExpired(ctx, time.Now(), 10); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	var n int
+	if err := a.r.QueryRowContext(ctx, `SELECT count(*) FROM turns`).Scan(&n); err != nil || n != 16*20 {
+		t.Errorf("turns = %d, %v; want %d", n, err, 16*20)
+	}
+}
+
+// TestTextNotStored looks at the raw row: a metadata-only turn leaves no
+// text in the database file, whatever Text held.
+func TestTextNotStored(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := t.Context()
+	expires := time.Now().Add(time.Hour)
+	c := &storage.Conversation{ID: "c1", TenantID: "t", StartedAt: time.Now(), ExpiresAt: expires}
+	if err := s.CreateConversation(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	tr := &storage.Turn{ID: "i1", ConversationID: "c1", TenantID: "t", Text: "secret", TextStored: false, ExpiresAt: expires}
+	if err := s.AppendTurn(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	var text sql.NullString
+	if err := s.r.QueryRowContext(ctx, `SELECT text FROM turns WHERE id = 'i1'`).Scan(&text); err != nil {
+		t.Fatal(err)
+	}
+	if text.Valid {
+		t.Errorf("text column = %q, want NULL", text.String)
+	}
+}
+
+func BenchmarkAppendTurn(b *testing.B) {
+	s, _ := openTemp(b)
+	storagetest.BenchmarkAppendTurn(b, s)
+}

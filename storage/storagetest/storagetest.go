@@ -1,0 +1,687 @@
+// Package storagetest is the conformance suite every storage.Store backend
+// must pass. A backend's test calls Run with a function that opens a fresh,
+// empty store; the same cases then run against SQLite and PostgreSQL.
+package storagetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"parley/storage"
+)
+
+// Run runs the suite. open must return a fresh, empty store and arrange for
+// it to be closed when the test ends (t.Cleanup). Run calls open once per
+// subtest, and the subtests run in parallel.
+func Run(t *testing.T, open func(t *testing.T) storage.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s storage.Store)
+	}{
+		{"Ping", testPing},
+		{"ConversationRoundTrip", testConversationRoundTrip},
+		{"Conflicts", testConflicts},
+		{"NotFound", testNotFound},
+		{"TenantIsolation", testTenantIsolation},
+		{"AppendTurn", testAppendTurn},
+		{"MetadataOnlyTurns", testMetadataOnlyTurns},
+		{"EndConversation", testEndConversation},
+		{"DeleteExpired", testDeleteExpired},
+		{"ExpiredConversationTakesItsTurns", testExpiredConversationTakesItsTurns},
+		{"ConcurrentAppendTurn", testConcurrentAppendTurn},
+		{"APIKeys", testAPIKeys},
+		{"Invalid", testInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, open(t))
+		})
+	}
+}
+
+// t0 has nanoseconds and a non-UTC zone on purpose: stores must keep
+// milliseconds and hand times back in UTC.
+var t0 = time.Date(2026, 3, 14, 15, 9, 26, 535_897_932, time.FixedZone("UTC+1", 3600))
+
+// ms is what a store must return for t: truncated to the millisecond, UTC.
+func ms(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.Truncate(time.Millisecond).UTC()
+}
+
+func conversation(tenant, id string, expires time.Time) *storage.Conversation {
+	return &storage.Conversation{
+		ID:        id,
+		TenantID:  tenant,
+		AgentID:   "agent-1",
+		Channel:   "websocket",
+		Language:  "fr-CA",
+		StartedAt: t0,
+		ExpiresAt: expires,
+	}
+}
+
+func turn(c *storage.Conversation, id string, seq int, expires time.Time) *storage.Turn {
+	return &storage.Turn{
+		ID:             id,
+		ConversationID: c.ID,
+		TenantID:       c.TenantID,
+		Seq:            seq,
+		Role:           storage.RoleAssistant,
+		Text:           "Bonjour " + id,
+		TextStored:     true,
+		Status:         storage.TurnCompleted,
+		StartedAt:      t0.Add(time.Duration(seq) * time.Second),
+		EndedAt:        t0.Add(time.Duration(seq)*time.Second + 750*time.Millisecond + 123),
+		Latency:        storage.Latency{FirstTokenMS: 210, TotalMS: 980, EngineMS: 640},
+		ExpiresAt:      expires,
+	}
+}
+
+func mustCreate(t *testing.T, s storage.Store, c *storage.Conversation) {
+	t.Helper()
+	if err := s.CreateConversation(t.Context(), c); err != nil {
+		t.Fatalf("CreateConversation(%s): %v", c.ID, err)
+	}
+}
+
+func mustAppend(t *testing.T, s storage.Store, tr *storage.Turn) {
+	t.Helper()
+	if err := s.AppendTurn(t.Context(), tr); err != nil {
+		t.Fatalf("AppendTurn(%s/%s): %v", tr.ConversationID, tr.ID, err)
+	}
+}
+
+func mustGet(t *testing.T, s storage.Store, tenant, id string) *storage.Conversation {
+	t.Helper()
+	c, err := s.GetConversation(t.Context(), tenant, id)
+	if err != nil {
+		t.Fatalf("GetConversation(%s, %s): %v", tenant, id, err)
+	}
+	return c
+}
+
+func mustList(t *testing.T, s storage.Store, tenant, id string) []storage.Turn {
+	t.Helper()
+	turns, err := s.ListTurns(t.Context(), tenant, id)
+	if err != nil {
+		t.Fatalf("ListTurns(%s, %s): %v", tenant, id, err)
+	}
+	return turns
+}
+
+func wantErr(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Errorf("%s: error = %v, want %v", what, err, want)
+	}
+}
+
+// checkTime reports a time that is not want at millisecond precision in
+// UTC (zero stays zero).
+func checkTime(t *testing.T, field string, got, want time.Time) {
+	t.Helper()
+	w := ms(want)
+	if !got.Equal(w) || got.IsZero() != w.IsZero() {
+		t.Errorf("%s = %v, want %v", field, got, w)
+	}
+	if !got.IsZero() && got.Location() != time.UTC {
+		t.Errorf("%s location = %v, want UTC", field, got.Location())
+	}
+}
+
+func checkConversation(t *testing.T, got, want *storage.Conversation) {
+	t.Helper()
+	if got.ID != want.ID || got.TenantID != want.TenantID || got.AgentID != want.AgentID ||
+		got.Channel != want.Channel || got.Language != want.Language ||
+		got.DurationMS != want.DurationMS || got.TurnCount != want.TurnCount {
+		t.Errorf("conversation = %+v\nwant %+v", got, want)
+	}
+	checkTime(t, "StartedAt", got.StartedAt, want.StartedAt)
+	checkTime(t, "EndedAt", got.EndedAt, want.EndedAt)
+	checkTime(t, "ExpiresAt", got.ExpiresAt, want.ExpiresAt)
+}
+
+func checkTurn(t *testing.T, got, want *storage.Turn) {
+	t.Helper()
+	wantText := want.Text
+	if !want.TextStored {
+		wantText = ""
+	}
+	if got.ID != want.ID || got.ConversationID != want.ConversationID || got.TenantID != want.TenantID ||
+		got.Seq != want.Seq || got.Role != want.Role || got.Text != wantText ||
+		got.TextStored != want.TextStored || got.Status != want.Status || got.Latency != want.Latency {
+		t.Errorf("turn = %+v\nwant %+v", got, want)
+	}
+	checkTime(t, "StartedAt", got.StartedAt, want.StartedAt)
+	checkTime(t, "EndedAt", got.EndedAt, want.EndedAt)
+	checkTime(t, "ExpiresAt", got.ExpiresAt, want.ExpiresAt)
+}
+
+func testPing(t *testing.T, s storage.Store) {
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+}
+
+func testConversationRoundTrip(t *testing.T, s storage.Store) {
+	ended := conversation("t1", "conv-ended", t0.Add(90*24*time.Hour))
+	ended.EndedAt = t0.Add(61*time.Second + 250*time.Millisecond + 999)
+	ended.DurationMS = 61250
+	ended.TurnCount = 7
+	ended.Language = ""
+	ended.Channel = "webrtc"
+
+	for _, c := range []*storage.Conversation{
+		conversation("t1", "conv-open", t0.Add(90*24*time.Hour)),
+		ended,
+	} {
+		t.Run(c.ID, func(t *testing.T) {
+			mustCreate(t, s, c)
+			checkConversation(t, mustGet(t, s, c.TenantID, c.ID), c)
+		})
+	}
+}
+
+func testConflicts(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	c := conversation("t1", "conv-1", t0.Add(time.Hour))
+	mustCreate(t, s, c)
+	dup := conversation("t1", "conv-1", t0.Add(2*time.Hour))
+	dup.AgentID = "other-agent"
+	wantErr(t, "duplicate conversation", s.CreateConversation(ctx, dup), storage.ErrConflict)
+	checkConversation(t, mustGet(t, s, "t1", "conv-1"), c) // the first one is untouched
+
+	mustAppend(t, s, turn(c, "item-1", 1, t0.Add(time.Hour)))
+	wantErr(t, "duplicate turn id", s.AppendTurn(ctx, turn(c, "item-1", 2, t0.Add(time.Hour))), storage.ErrConflict)
+	wantErr(t, "duplicate turn seq", s.AppendTurn(ctx, turn(c, "item-2", 1, t0.Add(time.Hour))), storage.ErrConflict)
+	// The failed appends rolled back their turn_count increments.
+	if got := mustGet(t, s, "t1", "conv-1").TurnCount; got != 1 {
+		t.Errorf("TurnCount after failed appends = %d, want 1", got)
+	}
+
+	// Realtime item ids are chosen by clients: the same one may appear in
+	// another conversation.
+	other := conversation("t1", "conv-2", t0.Add(time.Hour))
+	mustCreate(t, s, other)
+	mustAppend(t, s, turn(other, "item-1", 1, t0.Add(time.Hour)))
+
+	k := &storage.APIKey{ID: "key-1", TenantID: "t1", Prefix: "pk_1", Hash: []byte{1}, CreatedAt: t0}
+	if err := s.CreateAPIKey(ctx, k); err != nil {
+		t.Fatalf("CreateAPIKey: %v", err)
+	}
+	wantErr(t, "duplicate API key", s.CreateAPIKey(ctx, k), storage.ErrConflict)
+}
+
+func testNotFound(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	_, err := s.GetConversation(ctx, "t1", "nope")
+	wantErr(t, "GetConversation", err, storage.ErrNotFound)
+	_, err = s.ListTurns(ctx, "t1", "nope")
+	wantErr(t, "ListTurns", err, storage.ErrNotFound)
+	ghost := conversation("t1", "nope", t0.Add(time.Hour))
+	wantErr(t, "AppendTurn", s.AppendTurn(ctx, turn(ghost, "item-1", 1, t0.Add(time.Hour))), storage.ErrNotFound)
+	wantErr(t, "EndConversation", s.EndConversation(ctx, "t1", "nope", t0), storage.ErrNotFound)
+	wantErr(t, "TouchAPIKey", s.TouchAPIKey(ctx, "nope", t0), storage.ErrNotFound)
+	keys, err := s.APIKeysByPrefix(ctx, "pk_nope")
+	if err != nil || len(keys) != 0 {
+		t.Errorf("APIKeysByPrefix(unknown) = %v, %v; want none, nil", keys, err)
+	}
+	if n, err := s.CountAPIKeys(ctx, "t1"); err != nil || n != 0 {
+		t.Errorf("CountAPIKeys(empty) = %d, %v; want 0, nil", n, err)
+	}
+
+	// A conversation without turns lists as empty, not as not found.
+	mustCreate(t, s, conversation("t1", "empty", t0.Add(time.Hour)))
+	if turns := mustList(t, s, "t1", "empty"); len(turns) != 0 {
+		t.Errorf("ListTurns(empty conversation) = %v, want none", turns)
+	}
+}
+
+func testTenantIsolation(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	c := conversation("tenant-a", "conv-a", t0.Add(time.Hour))
+	mustCreate(t, s, c)
+	mustAppend(t, s, turn(c, "item-1", 1, t0.Add(time.Hour)))
+
+	const other = "tenant-b"
+	_, err := s.GetConversation(ctx, other, c.ID)
+	wantErr(t, "GetConversation(other tenant)", err, storage.ErrNotFound)
+	_, err = s.ListTurns(ctx, other, c.ID)
+	wantErr(t, "ListTurns(other tenant)", err, storage.ErrNotFound)
+	intruder := turn(c, "item-2", 2, t0.Add(time.Hour))
+	intruder.TenantID = other
+	wantErr(t, "AppendTurn(other tenant)", s.AppendTurn(ctx, intruder), storage.ErrNotFound)
+	wantErr(t, "EndConversation(other tenant)", s.EndConversation(ctx, other, c.ID, t0.Add(time.Minute)), storage.ErrNotFound)
+
+	// Nothing the other tenant tried reached tenant-a's data.
+	got := mustGet(t, s, "tenant-a", c.ID)
+	if got.TurnCount != 1 || !got.EndedAt.IsZero() {
+		t.Errorf("after other tenant's calls: TurnCount=%d EndedAt=%v, want 1 and zero", got.TurnCount, got.EndedAt)
+	}
+	if turns := mustList(t, s, "tenant-a", c.ID); len(turns) != 1 {
+		t.Errorf("ListTurns = %d turns, want 1", len(turns))
+	}
+
+	for i, tenant := range []string{"tenant-a", "tenant-a", "tenant-b"} {
+		k := &storage.APIKey{ID: fmt.Sprint("key-", i), TenantID: tenant, Prefix: "pk", Hash: []byte{byte(i)}, CreatedAt: t0}
+		if err := s.CreateAPIKey(ctx, k); err != nil {
+			t.Fatalf("CreateAPIKey: %v", err)
+		}
+	}
+	for tenant, want := range map[string]int{"tenant-a": 2, "tenant-b": 1, "tenant-c": 0} {
+		if n, err := s.CountAPIKeys(ctx, tenant); err != nil || n != want {
+			t.Errorf("CountAPIKeys(%s) = %d, %v; want %d", tenant, n, err, want)
+		}
+	}
+}
+
+func testAppendTurn(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	c := conversation("t1", "conv-1", t0.Add(time.Hour))
+	mustCreate(t, s, c)
+
+	// Appended out of order: ListTurns still returns Seq order.
+	var want []*storage.Turn
+	for _, seq := range []int{3, 1, 2} {
+		tr := turn(c, fmt.Sprint("item-", seq), seq, t0.Add(time.Hour))
+		if seq == 1 {
+			tr.Role = storage.RoleUser
+			tr.Latency = storage.Latency{}
+		}
+		if seq == 2 {
+			tr.Status = storage.TurnCancelled
+		}
+		mustAppend(t, s, tr)
+		want = append(want, tr)
+	}
+	want[0], want[1], want[2] = want[1], want[2], want[0]
+
+	// Seq 0 asks the store for the next number.
+	auto := turn(c, "item-auto", 0, t0.Add(time.Hour))
+	if err := s.AppendTurn(ctx, auto); err != nil {
+		t.Fatalf("AppendTurn(Seq 0): %v", err)
+	}
+	if auto.Seq != 4 {
+		t.Errorf("assigned Seq = %d, want 4", auto.Seq)
+	}
+	want = append(want, auto)
+
+	got := mustList(t, s, "t1", c.ID)
+	if len(got) != len(want) {
+		t.Fatalf("ListTurns = %d turns, want %d", len(got), len(want))
+	}
+	for i := range want {
+		checkTurn(t, &got[i], want[i])
+	}
+	if n := mustGet(t, s, "t1", c.ID).TurnCount; n != 4 {
+		t.Errorf("TurnCount = %d, want 4", n)
+	}
+}
+
+func testMetadataOnlyTurns(t *testing.T, s storage.Store) {
+	c := conversation("t1", "conv-1", t0.Add(time.Hour))
+	mustCreate(t, s, c)
+	cases := []struct {
+		text     string
+		stored   bool
+		wantText string
+	}{
+		{"", false, ""},
+		{"must not reach the database", false, ""}, // TextStored=false wins
+		{"", true, ""},
+		{"Bonjour, comment puis-je vous aider ?", true, "Bonjour, comment puis-je vous aider ?"},
+	}
+	for i, tc := range cases {
+		tr := turn(c, fmt.Sprint("item-", i), i+1, t0.Add(time.Hour))
+		tr.Text, tr.TextStored = tc.text, tc.stored
+		mustAppend(t, s, tr)
+	}
+	got := mustList(t, s, "t1", c.ID)
+	if len(got) != len(cases) {
+		t.Fatalf("ListTurns = %d turns, want %d", len(got), len(cases))
+	}
+	for i, tc := range cases {
+		if got[i].Text != tc.wantText || got[i].TextStored != tc.stored {
+			t.Errorf("case %d: Text=%q TextStored=%v, want %q %v", i, got[i].Text, got[i].TextStored, tc.wantText, tc.stored)
+		}
+	}
+}
+
+func testEndConversation(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	c := conversation("t1", "conv-1", t0.Add(time.Hour))
+	mustCreate(t, s, c)
+	end := c.StartedAt.Add(90*time.Second + 500*time.Millisecond + 777)
+	if err := s.EndConversation(ctx, "t1", c.ID, end); err != nil {
+		t.Fatalf("EndConversation: %v", err)
+	}
+	// Idempotent: a second call (a retry, or a later disconnect) keeps
+	// the first end.
+	if err := s.EndConversation(ctx, "t1", c.ID, end.Add(time.Hour)); err != nil {
+		t.Fatalf("second EndConversation: %v", err)
+	}
+	got := mustGet(t, s, "t1", c.ID)
+	checkTime(t, "EndedAt", got.EndedAt, end)
+	wantDur := ms(end).Sub(ms(c.StartedAt)).Milliseconds()
+	if got.DurationMS != wantDur || wantDur != 90500 {
+		t.Errorf("DurationMS = %d, want %d (90500)", got.DurationMS, wantDur)
+	}
+
+	// A clock that went backwards gives a zero duration, not a negative one.
+	back := conversation("t1", "conv-2", t0.Add(time.Hour))
+	mustCreate(t, s, back)
+	if err := s.EndConversation(ctx, "t1", back.ID, back.StartedAt.Add(-time.Second)); err != nil {
+		t.Fatalf("EndConversation: %v", err)
+	}
+	if d := mustGet(t, s, "t1", back.ID).DurationMS; d != 0 {
+		t.Errorf("DurationMS with end before start = %d, want 0", d)
+	}
+}
+
+func testDeleteExpired(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	now := t0
+
+	// Expired: 3 turns and the conversation "old"; 2 turns of "mixed"
+	// (one exactly at now); the conversation "edge" (exactly at now).
+	// Unexpired: "mixed" itself and 2 of its turns, "new" and its turn,
+	// all of them at most 1ms in the future.
+	old := conversation("t1", "old", now.Add(-time.Hour))
+	mixed := conversation("t1", "mixed", now.Add(time.Hour))
+	edge := conversation("t2", "edge", now)
+	fresh := conversation("t2", "new", now.Add(time.Millisecond))
+	for _, c := range []*storage.Conversation{old, mixed, edge, fresh} {
+		mustCreate(t, s, c)
+	}
+	for i := 1; i <= 3; i++ {
+		mustAppend(t, s, turn(old, fmt.Sprint("old-", i), i, now.Add(-time.Hour)))
+	}
+	for i, exp := range []time.Time{now.Add(-2 * time.Hour), now, now.Add(time.Millisecond), now.Add(time.Hour)} {
+		mustAppend(t, s, turn(mixed, fmt.Sprint("mixed-", i+1), i+1, exp))
+	}
+	mustAppend(t, s, turn(fresh, "new-1", 1, now.Add(time.Millisecond)))
+
+	// Nothing has expired an hour earlier.
+	if n, err := s.DeleteExpired(ctx, now.Add(-3*time.Hour), 100); err != nil || n != 0 {
+		t.Fatalf("DeleteExpired(before anything expired) = %d, %v; want 0", n, err)
+	}
+
+	// 7 expired rows in batches of 3: 3 turns; 2 turns + 1 conversation;
+	// 1 conversation; then nothing.
+	var got []int
+	for range 4 {
+		n, err := s.DeleteExpired(ctx, now, 3)
+		if err != nil {
+			t.Fatalf("DeleteExpired: %v", err)
+		}
+		got = append(got, n)
+	}
+	if fmt.Sprint(got) != "[3 3 1 0]" {
+		t.Errorf("DeleteExpired batches = %v, want [3 3 1 0]", got)
+	}
+
+	for _, c := range []*storage.Conversation{old, edge} {
+		_, err := s.GetConversation(ctx, c.TenantID, c.ID)
+		wantErr(t, "GetConversation("+c.ID+") after expiry", err, storage.ErrNotFound)
+	}
+	m := mustGet(t, s, "t1", "mixed")
+	if m.TurnCount != 4 {
+		t.Errorf("mixed TurnCount = %d, want 4 (not lowered by expiry)", m.TurnCount)
+	}
+	turns := mustList(t, s, "t1", "mixed")
+	if len(turns) != 2 || turns[0].ID != "mixed-3" || turns[1].ID != "mixed-4" {
+		t.Errorf("mixed turns after sweep = %v, want mixed-3 and mixed-4", turns)
+	}
+	if turns := mustList(t, s, "t2", "new"); len(turns) != 1 {
+		t.Errorf("new turns after sweep = %d, want 1", len(turns))
+	}
+
+	if _, err := s.DeleteExpired(ctx, now, 0); !errors.Is(err, storage.ErrInvalid) {
+		t.Errorf("DeleteExpired(limit 0) error = %v, want ErrInvalid", err)
+	}
+}
+
+func testExpiredConversationTakesItsTurns(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	now := t0
+	c := conversation("t1", "conv-1", now.Add(-time.Minute))
+	mustCreate(t, s, c)
+	for i := 1; i <= 3; i++ {
+		mustAppend(t, s, turn(c, fmt.Sprint("item-", i), i, now.Add(time.Hour)))
+	}
+	n, err := s.DeleteExpired(ctx, now, 10)
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteExpired = %d, %v; want 1 (the conversation; its turns go with it)", n, err)
+	}
+	_, err = s.ListTurns(ctx, "t1", c.ID)
+	wantErr(t, "ListTurns(deleted conversation)", err, storage.ErrNotFound)
+	// The turns are really gone, not orphaned: a new conversation with the
+	// same id starts empty and can reuse the same seqs.
+	mustCreate(t, s, conversation("t1", c.ID, now.Add(time.Hour)))
+	if turns := mustList(t, s, "t1", c.ID); len(turns) != 0 {
+		t.Errorf("turns of the recreated conversation = %d, want 0", len(turns))
+	}
+	mustAppend(t, s, turn(c, "item-1", 1, now.Add(time.Hour)))
+}
+
+func testConcurrentAppendTurn(t *testing.T, s storage.Store) {
+	const (
+		workers = 32
+		perConv = 10
+	)
+	var convs []*storage.Conversation
+	for i := range workers {
+		c := conversation("t1", fmt.Sprint("conv-", i), t0.Add(time.Hour))
+		mustCreate(t, s, c)
+		convs = append(convs, c)
+	}
+	shared := conversation("t1", "shared", t0.Add(time.Hour))
+	mustCreate(t, s, shared)
+
+	// Each worker appends to its own conversation, and also to a shared
+	// one with Seq 0, so the store must hand out seqs under contention.
+	errs := make(chan error, workers*perConv*2)
+	var wg sync.WaitGroup
+	for _, c := range convs {
+		wg.Go(func() {
+			for seq := 1; seq <= perConv; seq++ {
+				if err := s.AppendTurn(t.Context(), turn(c, fmt.Sprint("item-", seq), seq, t0.Add(time.Hour))); err != nil {
+					errs <- fmt.Errorf("%s seq %d: %w", c.ID, seq, err)
+				}
+				id := fmt.Sprintf("%s-item-%d", c.ID, seq)
+				if err := s.AppendTurn(t.Context(), turn(shared, id, 0, t0.Add(time.Hour))); err != nil {
+					errs <- fmt.Errorf("shared %s: %w", id, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	for _, c := range convs {
+		if n := mustGet(t, s, "t1", c.ID).TurnCount; n != perConv {
+			t.Errorf("%s TurnCount = %d, want %d", c.ID, n, perConv)
+		}
+		for i, tr := range mustList(t, s, "t1", c.ID) {
+			if tr.Seq != i+1 {
+				t.Errorf("%s turn %d has Seq %d", c.ID, i, tr.Seq)
+			}
+		}
+	}
+	total := workers * perConv
+	if n := mustGet(t, s, "t1", shared.ID).TurnCount; n != total {
+		t.Errorf("shared TurnCount = %d, want %d", n, total)
+	}
+	turns := mustList(t, s, "t1", shared.ID)
+	if len(turns) != total {
+		t.Fatalf("shared turns = %d, want %d", len(turns), total)
+	}
+	for i, tr := range turns {
+		if tr.Seq != i+1 {
+			t.Fatalf("shared turn %d has Seq %d: seqs must be 1..%d without gaps", i, tr.Seq, total)
+		}
+	}
+}
+
+func testAPIKeys(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	keys := []*storage.APIKey{
+		{ID: "key-2", TenantID: "t1", Prefix: "pk_abc", Hash: bytes.Repeat([]byte{0xAB}, 32), CreatedAt: t0.Add(time.Second)},
+		{ID: "key-1", TenantID: "t1", Prefix: "pk_abc", Hash: bytes.Repeat([]byte{0x01}, 32), CreatedAt: t0},
+		{ID: "key-3", TenantID: "t2", Prefix: "pk_xyz", Hash: []byte{0, 1, 2, 0xFF}, CreatedAt: t0, LastUsedAt: t0.Add(time.Minute)},
+	}
+	for _, k := range keys {
+		if err := s.CreateAPIKey(ctx, k); err != nil {
+			t.Fatalf("CreateAPIKey(%s): %v", k.ID, err)
+		}
+	}
+
+	got, err := s.APIKeysByPrefix(ctx, "pk_abc")
+	if err != nil {
+		t.Fatalf("APIKeysByPrefix: %v", err)
+	}
+	// Oldest first: key-1 then key-2.
+	if len(got) != 2 || got[0].ID != "key-1" || got[1].ID != "key-2" {
+		t.Fatalf("APIKeysByPrefix(pk_abc) = %+v, want key-1, key-2", got)
+	}
+	for i, want := range []*storage.APIKey{keys[1], keys[0]} {
+		k := got[i]
+		if k.TenantID != want.TenantID || k.Prefix != want.Prefix || !bytes.Equal(k.Hash, want.Hash) {
+			t.Errorf("key = %+v, want %+v", k, want)
+		}
+		checkTime(t, "CreatedAt", k.CreatedAt, want.CreatedAt)
+		checkTime(t, "LastUsedAt", k.LastUsedAt, time.Time{})
+	}
+	if got, err := s.APIKeysByPrefix(ctx, "pk_xyz"); err != nil || len(got) != 1 {
+		t.Fatalf("APIKeysByPrefix(pk_xyz) = %v, %v", got, err)
+	} else {
+		checkTime(t, "LastUsedAt", got[0].LastUsedAt, keys[2].LastUsedAt)
+	}
+
+	if n, err := s.CountAPIKeys(ctx, "t1"); err != nil || n != 2 {
+		t.Errorf("CountAPIKeys(t1) = %d, %v; want 2", n, err)
+	}
+
+	// Touch moves LastUsedAt forward only: uses are recorded concurrently
+	// and may arrive out of order.
+	used := t0.Add(time.Hour + 123*time.Millisecond + 456)
+	for _, at := range []time.Time{used, used.Add(-time.Minute)} {
+		if err := s.TouchAPIKey(ctx, "key-1", at); err != nil {
+			t.Fatalf("TouchAPIKey: %v", err)
+		}
+	}
+	got, err = s.APIKeysByPrefix(ctx, "pk_abc")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("APIKeysByPrefix = %v, %v", got, err)
+	}
+	checkTime(t, "LastUsedAt after touch", got[0].LastUsedAt, used)
+	checkTime(t, "LastUsedAt of the untouched key", got[1].LastUsedAt, time.Time{})
+}
+
+func testInvalid(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	good := conversation("t1", "conv-1", t0.Add(time.Hour))
+	mustCreate(t, s, good)
+
+	convCases := map[string]func(c *storage.Conversation){
+		"no ID":        func(c *storage.Conversation) { c.ID = "" },
+		"no TenantID":  func(c *storage.Conversation) { c.TenantID = "" },
+		"no ExpiresAt": func(c *storage.Conversation) { c.ExpiresAt = time.Time{} },
+	}
+	for name, mutate := range convCases {
+		c := conversation("t1", "conv-x", t0.Add(time.Hour))
+		mutate(c)
+		wantErr(t, "CreateConversation "+name, s.CreateConversation(ctx, c), storage.ErrInvalid)
+	}
+
+	turnCases := map[string]func(tr *storage.Turn){
+		"no ID":             func(tr *storage.Turn) { tr.ID = "" },
+		"no ConversationID": func(tr *storage.Turn) { tr.ConversationID = "" },
+		"no TenantID":       func(tr *storage.Turn) { tr.TenantID = "" },
+		"no ExpiresAt":      func(tr *storage.Turn) { tr.ExpiresAt = time.Time{} },
+		"negative Seq":      func(tr *storage.Turn) { tr.Seq = -1 },
+	}
+	for name, mutate := range turnCases {
+		tr := turn(good, "item-x", 1, t0.Add(time.Hour))
+		mutate(tr)
+		wantErr(t, "AppendTurn "+name, s.AppendTurn(ctx, tr), storage.ErrInvalid)
+	}
+
+	keyCases := map[string]func(k *storage.APIKey){
+		"no ID":       func(k *storage.APIKey) { k.ID = "" },
+		"no TenantID": func(k *storage.APIKey) { k.TenantID = "" },
+		"no Prefix":   func(k *storage.APIKey) { k.Prefix = "" },
+		"no Hash":     func(k *storage.APIKey) { k.Hash = nil },
+	}
+	for name, mutate := range keyCases {
+		k := &storage.APIKey{ID: "key-x", TenantID: "t1", Prefix: "pk", Hash: []byte{1}, CreatedAt: t0}
+		mutate(k)
+		wantErr(t, "CreateAPIKey "+name, s.CreateAPIKey(ctx, k), storage.ErrInvalid)
+	}
+
+	wantErr(t, "EndConversation zero time", s.EndConversation(ctx, "t1", good.ID, time.Time{}), storage.ErrInvalid)
+	wantErr(t, "TouchAPIKey zero time", s.TouchAPIKey(ctx, "key-x", time.Time{}), storage.ErrInvalid)
+
+	// None of the rejected calls changed anything.
+	checkConversation(t, mustGet(t, s, "t1", good.ID), good)
+	if n, err := s.CountAPIKeys(ctx, "t1"); err != nil || n != 0 {
+		t.Errorf("CountAPIKeys = %d, %v; want 0", n, err)
+	}
+}
+
+// BenchmarkAppendTurn measures AppendTurn on s: "serial" appends to one
+// conversation from one goroutine; "parallel" has each of b.RunParallel's
+// goroutines append to its own conversation.
+func BenchmarkAppendTurn(b *testing.B, s storage.Store) {
+	ctx := context.Background()
+	expires := time.Now().Add(time.Hour)
+	var convIDs atomic.Int64
+	newConv := func() (*storage.Conversation, error) {
+		c := conversation(storage.DefaultTenant, fmt.Sprint("bench-", convIDs.Add(1)), expires)
+		return c, s.CreateConversation(ctx, c)
+	}
+
+	b.Run("serial", func(b *testing.B) {
+		c, err := newConv()
+		if err != nil {
+			b.Fatal(err)
+		}
+		seq := 0
+		for b.Loop() {
+			seq++
+			if err := s.AppendTurn(ctx, turn(c, fmt.Sprint("item-", seq), seq, expires)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			c, err := newConv()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			seq := 0
+			for pb.Next() {
+				seq++
+				if err := s.AppendTurn(ctx, turn(c, fmt.Sprint("item-", seq), seq, expires)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
