@@ -242,7 +242,7 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 	defer s.metrics.sessionsActive.Dec()
 	sess := newSession(s, conn, a, p, "websocket")
 	sess.log.Info().Str("key_id", p.KeyID).Msg("session started")
-	sess.serve(context.Background())
+	sess.serve()
 	sess.log.Info().Int("turns", sess.turnSeq).Msg("session ended")
 }
 

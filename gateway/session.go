@@ -52,6 +52,7 @@ type session struct {
 	inbound    chan inbound
 	agentCh    chan agentMsg
 	readerDone chan struct{}
+	loopDone   chan struct{} // closed when run returns
 	agentWG    sync.WaitGroup
 	draining   bool
 }
@@ -97,6 +98,7 @@ func newSession(srv *Server, conn *websocket.Conn, a *agent.Agent, p Principal, 
 		inbound:    make(chan inbound),
 		agentCh:    make(chan agentMsg, 16),
 		readerDone: make(chan struct{}),
+		loopDone:   make(chan struct{}),
 	}
 	s.id = "sess_" + s.ids.stem
 	s.convID = "conv_" + s.ids.stem
@@ -111,10 +113,8 @@ func newSession(srv *Server, conn *websocket.Conn, a *agent.Agent, p Principal, 
 
 // serve runs the session until it ends and everything it started has
 // stopped. It is called on the HTTP handler goroutine, which owns it.
-func (s *session) serve(ctx context.Context) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go s.readLoop(ctx)
+func (s *session) serve() {
+	go s.readLoop()
 
 	s.sendSession(realtime.TypeSessionCreated)
 	if s.agent.Greeting != "" {
@@ -126,12 +126,12 @@ func (s *session) serve(ctx context.Context) {
 	}
 
 	code, reason := s.run()
+	close(s.loopDone)
 
 	// Stop the engine, keep what was said, record the end.
 	if s.active != nil {
 		s.finishResponse(s.active, realtime.StatusCancelled, "session_ended", nil)
 	}
-	cancel()
 	s.agentWG.Wait()
 	if s.convStored {
 		s.srv.recorder.submit(s.convID, recordJob{end: &endJob{tenantID: s.principal.TenantID, id: s.convID, at: s.srv.now()}})
@@ -156,15 +156,18 @@ func (s *session) serve(ctx context.Context) {
 
 var errSessionClosed = errors.New("session closed")
 
-// readLoop decodes client events into s.inbound until the connection or
-// ctx ends. It reuses pooled read buffers, so a message costs no
-// allocation beyond what decoding keeps.
-func (s *session) readLoop(ctx context.Context) {
+// readLoop decodes client events into s.inbound until the connection
+// ends (serve closes it) or the loop stops taking events. It reuses pooled
+// read buffers, so a message costs no allocation beyond what decoding
+// keeps. Reads take no context: a cancelled read context would make the
+// WebSocket library drop the connection without a close handshake.
+func (s *session) readLoop() {
 	defer close(s.readerDone)
+	ctx := context.Background()
 	for {
 		typ, r, err := s.conn.Reader(ctx)
 		if err != nil {
-			if ctx.Err() == nil {
+			if !isClosed(s.loopDone) {
 				logReadEnd(s.log, err)
 			}
 			return
@@ -174,7 +177,7 @@ func (s *session) readLoop(ctx context.Context) {
 		*bp = b
 		if err != nil {
 			putBuf(bp)
-			if ctx.Err() == nil {
+			if !isClosed(s.loopDone) {
 				logReadEnd(s.log, err)
 			}
 			return
@@ -188,7 +191,7 @@ func (s *session) readLoop(ctx context.Context) {
 		putBuf(bp)
 		select {
 		case s.inbound <- in:
-		case <-ctx.Done():
+		case <-s.loopDone:
 			return
 		}
 	}

@@ -2,80 +2,22 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"parley/storage"
 	"parley/storage/internal/migrate"
+	"parley/storage/internal/pgtest"
 	"parley/storage/storagetest"
 )
 
-// envURL names the database the tests use, e.g.
-// postgres://postgres@127.0.0.1:5432/test?sslmode=disable. Each test works
-// in a schema of its own, created and dropped around it.
-const envURL = "PARLEY_TEST_POSTGRES_URL"
-
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-func baseURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv(envURL)
-	if u == "" {
-		t.Skip("!!! " + envURL + " not set: PostgreSQL conformance suite SKIPPED !!!")
-	}
-	return u
-}
-
-// freshSchema creates a randomly named schema, drops it when the test
-// ends, and returns the test database URL with search_path set to it, so
-// tests (and test packages running in parallel) never see each other.
-func freshSchema(t testing.TB) string {
-	t.Helper()
-	base := baseURL(t)
-	var b [8]byte
-	rand.Read(b[:])
-	schema := "parley_test_" + hex.EncodeToString(b[:])
-
-	exec := func(sql string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("%s is not a URL: %v", envURL, err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // open opens a Store on url and closes it when the test ends (before the
@@ -92,7 +34,7 @@ func open(t testing.TB, url string) *Store {
 
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Store {
-		return open(t, freshSchema(t))
+		return open(t, pgtest.FreshSchema(t))
 	})
 }
 
@@ -128,7 +70,7 @@ func assertMigrations(t *testing.T, s *Store) {
 }
 
 func TestMigrationsIdempotent(t *testing.T) {
-	u := freshSchema(t)
+	u := pgtest.FreshSchema(t)
 	c := &storage.Conversation{ID: "c1", TenantID: "t1", StartedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
 	for i := range 3 {
 		s, err := Open(t.Context(), u)
@@ -151,7 +93,7 @@ func TestMigrationsIdempotent(t *testing.T) {
 // TestConcurrentOpen starts four "nodes" on one fresh schema at once: the
 // advisory lock lets one migrate while the others wait, and all succeed.
 func TestConcurrentOpen(t *testing.T) {
-	u := freshSchema(t)
+	u := pgtest.FreshSchema(t)
 	stores := make([]*Store, 4)
 	errs := make([]error, len(stores))
 	var wg sync.WaitGroup
@@ -173,7 +115,7 @@ func TestConcurrentOpen(t *testing.T) {
 }
 
 func TestSearchPathIsolation(t *testing.T) {
-	a, b := open(t, freshSchema(t)), open(t, freshSchema(t))
+	a, b := open(t, pgtest.FreshSchema(t)), open(t, pgtest.FreshSchema(t))
 	c := &storage.Conversation{ID: "c1", TenantID: "t1", StartedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
 	if err := a.CreateConversation(t.Context(), c); err != nil {
 		t.Fatal(err)
@@ -187,14 +129,8 @@ func TestSearchPathIsolation(t *testing.T) {
 }
 
 func TestOpenMissingSchema(t *testing.T) {
-	u, err := url.Parse(baseURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", "parley_no_such_schema")
-	u.RawQuery = q.Encode()
-	s, err := Open(t.Context(), u.String())
+	u := pgtest.WithSearchPath(t, pgtest.BaseURL(t), "parley_no_such_schema")
+	s, err := Open(t.Context(), u)
 	if err == nil {
 		s.Close()
 		t.Fatal("Open with a missing search_path schema succeeded")
@@ -208,7 +144,7 @@ func TestOpenMissingSchema(t *testing.T) {
 // as four gateway nodes would: every expired row is deleted exactly once
 // (the counts add up) and nobody fails.
 func TestDeleteExpiredManyNodes(t *testing.T) {
-	u := freshSchema(t)
+	u := pgtest.FreshSchema(t)
 	nodes := []*Store{open(t, u), open(t, u), open(t, u), open(t, u)}
 	ctx := t.Context()
 	now := time.Now()
@@ -264,7 +200,7 @@ func TestDeleteExpiredManyNodes(t *testing.T) {
 // TestTextNotStored looks at the raw row: a metadata-only turn leaves no
 // text in the database, whatever Text held.
 func TestTextNotStored(t *testing.T) {
-	s := open(t, freshSchema(t))
+	s := open(t, pgtest.FreshSchema(t))
 	ctx := t.Context()
 	expires := time.Now().Add(time.Hour)
 	c := &storage.Conversation{ID: "c1", TenantID: "t", StartedAt: time.Now(), ExpiresAt: expires}
@@ -285,5 +221,5 @@ func TestTextNotStored(t *testing.T) {
 }
 
 func BenchmarkAppendTurn(b *testing.B) {
-	storagetest.BenchmarkAppendTurn(b, open(b, freshSchema(b)))
+	storagetest.BenchmarkAppendTurn(b, open(b, pgtest.FreshSchema(b)))
 }

@@ -1,0 +1,179 @@
+package gateway
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"parley/agent"
+	"parley/storage"
+)
+
+// memStore is an in-memory storage.Store for gateway tests; the real
+// backends are tested by storage/storagetest and end to end in cmd/parleyd.
+type memStore struct {
+	mu    sync.Mutex
+	convs map[string]*storage.Conversation
+	turns map[string][]storage.Turn
+	keys  []storage.APIKey
+	fail  error
+}
+
+func newMemStore() *memStore {
+	return &memStore{convs: map[string]*storage.Conversation{}, turns: map[string][]storage.Turn{}}
+}
+
+func (m *memStore) Ping(context.Context) error { m.mu.Lock(); defer m.mu.Unlock(); return m.fail }
+func (m *memStore) Close() error               { return nil }
+func (m *memStore) CreateConversation(_ context.Context, c *storage.Conversation) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.convs[c.ID]; ok {
+		return storage.ErrConflict
+	}
+	cc := *c
+	m.convs[c.ID] = &cc
+	return nil
+}
+func (m *memStore) EndConversation(_ context.Context, tenant, id string, at time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.convs[id]
+	if !ok || c.TenantID != tenant {
+		return storage.ErrNotFound
+	}
+	if c.EndedAt.IsZero() {
+		c.EndedAt = at
+		c.DurationMS = at.Sub(c.StartedAt).Milliseconds()
+	}
+	return nil
+}
+func (m *memStore) AppendTurn(_ context.Context, t *storage.Turn) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.convs[t.ConversationID]
+	if !ok || c.TenantID != t.TenantID {
+		return storage.ErrNotFound
+	}
+	c.TurnCount++
+	m.turns[t.ConversationID] = append(m.turns[t.ConversationID], *t)
+	return nil
+}
+func (m *memStore) GetConversation(_ context.Context, tenant, id string) (*storage.Conversation, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.convs[id]
+	if !ok || c.TenantID != tenant {
+		return nil, storage.ErrNotFound
+	}
+	cc := *c
+	return &cc, nil
+}
+func (m *memStore) ListTurns(_ context.Context, tenant, id string) ([]storage.Turn, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ts := append([]storage.Turn(nil), m.turns[id]...)
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Seq < ts[j].Seq })
+	return ts, nil
+}
+func (m *memStore) DeleteExpired(context.Context, time.Time, int) (int, error) { return 0, nil }
+func (m *memStore) CreateAPIKey(_ context.Context, k *storage.APIKey) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.keys = append(m.keys, *k)
+	return nil
+}
+func (m *memStore) APIKeysByPrefix(_ context.Context, p string) ([]storage.APIKey, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []storage.APIKey
+	for _, k := range m.keys {
+		if k.Prefix == p {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+func (m *memStore) CountAPIKeys(context.Context, string) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.keys), nil
+}
+func (m *memStore) TouchAPIKey(context.Context, string, time.Time) error { return nil }
+
+// onlyConversation returns the single stored conversation and its turns.
+func (m *memStore) onlyConversation() (*storage.Conversation, []storage.Turn, int) {
+	m.mu.Lock()
+	n := len(m.convs)
+	var c *storage.Conversation
+	for _, x := range m.convs {
+		cc := *x
+		c = &cc
+	}
+	m.mu.Unlock()
+	if c == nil {
+		return nil, nil, 0
+	}
+	ts, _ := m.ListTurns(context.Background(), c.TenantID, c.ID)
+	return c, ts, n
+}
+
+// scriptAgent is a Responder test fake: it emits its deltas (pausing
+// between them when asked), then fails with err if set; with block it waits
+// for ctx after the deltas.
+type scriptAgent struct {
+	deltas []string
+	pause  time.Duration
+	block  bool
+	err    error
+	usage  agent.Usage
+
+	mu       sync.Mutex
+	requests []*agent.Request
+	started  chan struct{} // receives one value per call, if non-nil
+	ctxErr   chan error    // receives ctx.Err() when a blocked call ends, if non-nil
+}
+
+func (a *scriptAgent) Respond(ctx context.Context, req *agent.Request, emit func(string) error) (agent.Usage, error) {
+	a.mu.Lock()
+	a.requests = append(a.requests, req)
+	a.mu.Unlock()
+	if a.started != nil {
+		a.started <- struct{}{}
+	}
+	for _, d := range a.deltas {
+		if a.pause > 0 {
+			select {
+			case <-time.After(a.pause):
+			case <-ctx.Done():
+				return agent.Usage{}, ctx.Err()
+			}
+		}
+		if err := emit(d); err != nil {
+			return agent.Usage{}, err
+		}
+	}
+	if a.block {
+		<-ctx.Done()
+		if a.ctxErr != nil {
+			a.ctxErr <- ctx.Err()
+		}
+		return agent.Usage{}, ctx.Err()
+	}
+	return a.usage, a.err
+}
+
+func (a *scriptAgent) lastRequest() *agent.Request {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.requests) == 0 {
+		return nil
+	}
+	return a.requests[len(a.requests)-1]
+}
+
+// staticRetriever returns fixed passages.
+type staticRetriever []agent.Passage
+
+func (s staticRetriever) Search(string, int) []agent.Passage { return s }
