@@ -184,7 +184,24 @@ func Load(path string, environ []string) (cfg Config, warnings []string, err err
 	return cfg, warnings, nil
 }
 
-var notFound = regexp.MustCompile(`line (\d+): field (\S+) not found in type config\.(\w+)`)
+var (
+	notFound    = regexp.MustCompile(`line (\d+): field (\S+) not found in type config\.(\w+)`)
+	cannotParse = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
+)
+
+// keyAtLine returns the YAML key written on line n (1-based) of data.
+func keyAtLine(data []byte, n int) string {
+	lines := strings.Split(string(data), "\n")
+	if n < 1 || n > len(lines) {
+		return ""
+	}
+	l := strings.TrimSpace(lines[n-1])
+	l = strings.TrimPrefix(l, "- ")
+	if k, _, ok := strings.Cut(l, ":"); ok {
+		return strings.TrimSpace(k)
+	}
+	return ""
+}
 
 func decodeStrict(data []byte, cfg *Config) error {
 	if len(bytes.TrimSpace(data)) == 0 {
@@ -202,6 +219,13 @@ func decodeStrict(data []byte, cfg *Config) error {
 		for _, m := range te.Errors {
 			if g := notFound.FindStringSubmatch(m); g != nil {
 				m = fmt.Sprintf("line %s: unknown key %q in %s", g[1], g[2], sectionName(g[3]))
+			} else if g := cannotParse.FindStringSubmatch(m); g != nil {
+				n, _ := strconv.Atoi(g[1])
+				want := strings.TrimPrefix(g[4], "*")
+				if want == "time.Duration" {
+					want = "a duration such as 30s or 5m"
+				}
+				m = fmt.Sprintf("line %s: key %q: invalid value %q (want %s)", g[1], keyAtLine(data, n), g[3], want)
 			}
 			msgs = append(msgs, m)
 		}

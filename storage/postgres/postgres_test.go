@@ -33,6 +33,7 @@ func open(t testing.TB, url string) *Store {
 }
 
 func TestConformance(t *testing.T) {
+	pgtest.BaseURL(t) // skip once, loudly, rather than in every subtest
 	storagetest.Run(t, func(t *testing.T) storage.Store {
 		return open(t, pgtest.FreshSchema(t))
 	})

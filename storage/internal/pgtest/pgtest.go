@@ -24,7 +24,7 @@ func BaseURL(t testing.TB) string {
 	t.Helper()
 	u := os.Getenv(EnvURL)
 	if u == "" {
-		t.Skip("!!! " + EnvURL + " not set: PostgreSQL conformance suite SKIPPED !!!")
+		t.Skipf("!!! %s not set: PostgreSQL conformance suite SKIPPED (%s) !!!", EnvURL, t.Name())
 	}
 	return u
 }

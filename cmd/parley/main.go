@@ -1,0 +1,127 @@
+// Command parley is Parley's command-line tool: a terminal chat client for
+// the realtime API, a development TLS certificate, and storage migrations.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"parley/internal/devcert"
+	"parley/storage/backends"
+)
+
+const usage = `parley: Parley's command-line tool
+
+Usage:
+  parley chat     [-url URL] [-key KEY] [-model AGENT] [-m MESSAGE] [-cacert FILE | -insecure]
+                  talk to an agent over the realtime WebSocket API (reads lines from stdin,
+                  or sends the -m messages and exits)
+  parley dev-cert [-cert FILE] [-key FILE] [-days N] [-force]
+                  write a self-signed certificate for localhost (HTTPS and WSS in development)
+  parley migrate  [-storage URL]
+                  apply the storage migrations (SQLite path or postgres:// URL)
+
+Environment: PARLEY_URL, PARLEY_API_KEY, PARLEY_STORAGE_URL provide defaults.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "chat":
+		err = chatCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "dev-cert":
+		err = devCertCmd(args[1:], stdout, stderr)
+	case "migrate":
+		err = migrateCmd(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "parley: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err == flag.ErrHelp {
+		return 0
+	}
+	if err != nil {
+		if ue, ok := err.(usageError); ok {
+			fmt.Fprintf(stderr, "parley %s: %s\n", args[0], ue)
+			return 2
+		}
+		fmt.Fprintf(stderr, "parley %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func devCertCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev-cert", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cert := fs.String("cert", "data/dev-cert.pem", "certificate file to write")
+	key := fs.String("key", "data/dev-key.pem", "private key file to write (mode 0600)")
+	days := fs.Int("days", 365, "validity in days")
+	force := fs.Bool("force", false, "replace existing files")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	if *days < 1 || *days > 3650 {
+		return usageError("-days must be between 1 and 3650")
+	}
+	if err := devcert.Write(*cert, *key, time.Duration(*days)*24*time.Hour, *force); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s and %s (self-signed for localhost, 127.0.0.1, ::1; %d days)\n\n", *cert, *key, *days)
+	fmt.Fprintf(stdout, "serve HTTPS and WSS with:\n  PARLEY_TLS_CERT_FILE=%s PARLEY_TLS_KEY_FILE=%s make run\n", *cert, *key)
+	fmt.Fprintf(stdout, "trust it in clients, e.g.:\n  NODE_EXTRA_CA_CERTS=%s node your-client.mjs\n  go run ./cmd/parley chat -url https://localhost:8080 -cacert %s\n", *cert, *cert)
+	return nil
+}
+
+func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("storage", envOr("PARLEY_STORAGE_URL", "./data/parley.db"), "storage URL: SQLite path or postgres:// URL")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	store, err := backends.Open(ctx, *url)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	fmt.Fprintln(stdout, "migrations applied")
+	return nil
+}
