@@ -86,6 +86,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
+	if err := connectWriter(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
 	if err := applyMigrations(ctx, w); err != nil {
 		w.Close()
 		return nil, err
@@ -120,6 +124,34 @@ func dsn(path, extraPragma string, kv ...string) string {
 		q.Set(kv[i], kv[i+1])
 	}
 	return path + "?" + q.Encode()
+}
+
+// connectWriter opens the write connection, which switches a new file to
+// WAL mode. That switch needs an exclusive lock that SQLite does not wait
+// for (busy_timeout is not consulted on that path), so when several
+// processes open a new file at once all but one may get SQLITE_BUSY. Retry
+// those for up to busyTimeout; once the file is in WAL mode, the pragma
+// takes no such lock and connecting no longer fails this way.
+func connectWriter(ctx context.Context, w *sql.DB) error {
+	deadline := time.Now().Add(busyTimeout)
+	delay := time.Millisecond
+	for {
+		err := w.PingContext(ctx)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 100*time.Millisecond)
+	}
+}
+
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // applyMigrations applies the embedded migrations not yet recorded in
