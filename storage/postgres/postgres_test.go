@@ -198,6 +198,41 @@ func TestDeleteExpiredManyNodes(t *testing.T) {
 	t.Logf("per-node deletions: %v", counts)
 }
 
+// TestDeleteExpiredSkipsLockedRows holds a lock on one expired row, as
+// another node's sweep would: DeleteExpired takes the other rows at once
+// instead of waiting, and the locked row goes in a later sweep.
+func TestDeleteExpiredSkipsLockedRows(t *testing.T) {
+	s := open(t, pgtest.FreshSchema(t))
+	ctx := t.Context()
+	now := time.Now()
+	for i := range 3 {
+		c := &storage.Conversation{ID: fmt.Sprint("c", i), TenantID: "t", StartedAt: now, ExpiresAt: now.Add(-time.Minute)}
+		if err := s.CreateConversation(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(context.Background())
+	if _, err := other.Exec(ctx, `SELECT 1 FROM conversations WHERE id = 'c1' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+
+	quick, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if n, err := s.DeleteExpired(quick, now, 10); err != nil || n != 2 {
+		t.Fatalf("DeleteExpired with c1 locked = %d, %v; want 2, nil without waiting", n, err)
+	}
+	if err := other.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.DeleteExpired(ctx, now, 10); err != nil || n != 1 {
+		t.Fatalf("DeleteExpired after unlock = %d, %v; want 1", n, err)
+	}
+}
+
 // TestTextNotStored looks at the raw row: a metadata-only turn leaves no
 // text in the database, whatever Text held.
 func TestTextNotStored(t *testing.T) {

@@ -78,7 +78,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// journal_mode=WAL is stored in the file, so setting it on the write
 	// connection is enough; the other pragmas are per connection, hence in
 	// both DSNs so every pooled connection gets them.
-	w, err := sql.Open("sqlite", dsn(path, "journal_mode(WAL)", "_txlock", "immediate"))
+	w, err := sql.Open("sqlite", dsn(path, url.Values{
+		"_pragma": {"journal_mode(WAL)"},
+		"_txlock": {"immediate"}, // BEGIN IMMEDIATE: take the write lock up front
+	}))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
@@ -95,7 +98,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 
-	r, err := sql.Open("sqlite", dsn(path, "query_only(1)"))
+	r, err := sql.Open("sqlite", dsn(path, url.Values{"_pragma": {"query_only(1)"}}))
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
@@ -112,16 +115,17 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return &Store{w: w, r: r}, nil
 }
 
-// dsn builds a modernc.org/sqlite data source name for path: the common
-// pragmas, plus extraPragma, plus the optional key/value driver parameter.
-func dsn(path, extraPragma string, kv ...string) string {
-	q := url.Values{}
-	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
-	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	q.Add("_pragma", extraPragma)
-	for i := 0; i+1 < len(kv); i += 2 {
-		q.Set(kv[i], kv[i+1])
+// dsn builds a modernc.org/sqlite data source name for path: the pragmas
+// every connection needs, plus extra driver parameters. The driver runs
+// each _pragma on every new connection.
+func dsn(path string, extra url.Values) string {
+	q := url.Values{"_pragma": {
+		fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()),
+		"foreign_keys(1)",
+		"synchronous(NORMAL)",
+	}}
+	for k, vs := range extra {
+		q[k] = append(q[k], vs...)
 	}
 	return path + "?" + q.Encode()
 }
