@@ -235,15 +235,20 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	defer s.release()
-
 	s.metrics.sessionsTotal.Inc()
 	s.metrics.sessionsActive.Inc()
-	defer s.metrics.sessionsActive.Dec()
 	sess := newSession(s, conn, a, p, "websocket")
 	sess.log.Info().Str("key_id", p.KeyID).Msg("session started")
-	sess.serve()
-	sess.log.Info().Int("turns", sess.turnSeq).Msg("session ended")
+	// The session runs on its own goroutine, owned by the server (s.wg,
+	// released when it ends), and the HTTP handler returns: the hijacked
+	// connection's serving goroutine and its grown stack go away, which
+	// keeps an idle session small.
+	go func() {
+		defer s.release()
+		defer s.metrics.sessionsActive.Dec()
+		sess.serve()
+		sess.log.Info().Int("turns", sess.turnSeq).Msg("session ended")
+	}()
 }
 
 // refuseSession tells a client why it cannot have a session (an error event

@@ -96,7 +96,7 @@ func newSession(srv *Server, conn *websocket.Conn, a *agent.Agent, p Principal, 
 		ids:        newIDGen(),
 		byID:       map[string]*realtime.Item{},
 		inbound:    make(chan inbound),
-		agentCh:    make(chan agentMsg, 16),
+		agentCh:    make(chan agentMsg, 4),
 		readerDone: make(chan struct{}),
 		loopDone:   make(chan struct{}),
 	}
