@@ -203,6 +203,12 @@ func TestTextConversation(t *testing.T) {
 	if prev := evs[2]["previous_item_id"]; prev != userItemID {
 		t.Fatalf("assistant item previous_item_id %v, want %v", prev, userItemID)
 	}
+	if prev := evs[10]["previous_item_id"]; prev != userItemID {
+		t.Fatalf("assistant item.done previous_item_id %v, want %v", prev, userItemID)
+	}
+	if c, ok := evs[1]["item"].(map[string]any)["content"].([]any); !ok || len(c) != 0 {
+		t.Fatalf("in-progress item content %v, want []", evs[1]["item"])
+	}
 	final := evs[len(evs)-1]["response"].(map[string]any)
 	if final["status"] != "completed" {
 		t.Fatalf("status %v", final["status"])

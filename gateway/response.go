@@ -182,6 +182,7 @@ func (s *session) emitDelta(r *response, m agentMsg) {
 		var prev *string
 		if r.inConversation {
 			prev = s.insertItem(r.item, nil)
+			r.prevItemID = prev
 		}
 		s.send(&realtime.OutputItemEvent{Type: realtime.TypeOutputItemAdded, EventID: s.nextEventID(), ResponseID: r.id, Item: r.item})
 		if r.inConversation {
@@ -225,7 +226,7 @@ func (s *session) finishResponse(r *response, status, reason string, cause error
 		}
 		s.send(&realtime.OutputItemEvent{Type: realtime.TypeOutputItemDone, EventID: s.nextEventID(), ResponseID: r.id, Item: r.item})
 		if r.inConversation {
-			s.send(&realtime.ItemEvent{Type: realtime.TypeItemDone, EventID: s.nextEventID(), Item: r.item})
+			s.send(&realtime.ItemEvent{Type: realtime.TypeItemDone, EventID: s.nextEventID(), PreviousItemID: r.prevItemID, Item: r.item})
 		}
 		r.obj.Output = []*realtime.Item{r.item}
 	}

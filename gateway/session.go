@@ -79,6 +79,7 @@ type response struct {
 	id             string
 	obj            realtime.Response
 	item           *realtime.Item // created with the first delta
+	prevItemID     *string        // the item before it in the conversation
 	inConversation bool
 	text           strings.Builder
 	maxTokens      int

@@ -24,7 +24,7 @@ type Item struct {
 	Type    string    `json:"type"`
 	Status  string    `json:"status,omitempty"`
 	Role    string    `json:"role,omitempty"`
-	Content []Content `json:"content,omitempty"`
+	Content []Content `json:"content"` // always present for messages, [] while in progress
 }
 
 // Content is one part of a message item.

@@ -125,7 +125,7 @@ func TestOpenAINPMClient(t *testing.T) {
 		t.Fatalf("chat.mjs printed %q, not a JSON result line: %v\nstderr:\n%s", nodeOut.String(), err, nodeErr.String())
 	}
 	t.Logf("openai npm client: %v for the turn; session %s, response %s, status %s", elapsed.Round(time.Millisecond), res.SessionID, res.ResponseID, res.Status)
-	t.Logf("events: %s", strings.Join(res.Events, " "))
+	t.Logf("events: %s", npmCompact(res.Events))
 	t.Logf("answer: %q", res.Text)
 
 	if res.Status != "completed" {
@@ -181,6 +181,26 @@ func npmInOrder(got, want []string) bool {
 		}
 	}
 	return i == len(want)
+}
+
+// npmCompact joins event types, folding runs: "a b×3 c".
+func npmCompact(types []string) string {
+	var b strings.Builder
+	for i := 0; i < len(types); {
+		j := i
+		for j < len(types) && types[j] == types[i] {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(types[i])
+		if j-i > 1 {
+			fmt.Fprintf(&b, "×%d", j-i)
+		}
+		i = j
+	}
+	return b.String()
 }
 
 func npmLastLine(s string) string {

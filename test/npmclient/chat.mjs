@@ -72,6 +72,20 @@ rt.on('error', (err) => {
   fail(`realtime error: ${err.message}${detail}${cause && cause.code ? ` [${cause.code}]` : ''}`);
 });
 
+// A refused handshake (401, 400 ...) carries a JSON error body; show it.
+// With this listener ws leaves the response to us instead of raising
+// "Unexpected server response".
+rt.socket.on('unexpected-response', (_req, res) => {
+  let body = '';
+  res.setEncoding('utf8');
+  res.on('data', (chunk) => {
+    body += chunk;
+  });
+  res.on('end', () => {
+    fail(`handshake refused: HTTP ${res.statusCode} ${res.statusMessage ?? ''} ${body.trim()}`);
+  });
+});
+
 rt.socket.on('close', (code, reason) => {
   if (!finished) {
     fail(`connection closed before response.done: code=${code} reason=${JSON.stringify(reason.toString())}; events: ${JSON.stringify(events)}`);
@@ -85,7 +99,9 @@ rt.on('event', (event) => {
 });
 
 rt.on('session.created', (event) => {
-  sessionID = event.session.id ?? '';
+  // The SDK types session.created's session as the create *request*, which
+  // has no id; the server (OpenAI's and Parley's) sends one.
+  sessionID = /** @type {{ id?: string }} */ (event.session).id ?? '';
   if (!sessionID) fail(`session.created without session.id: ${JSON.stringify(event)}`);
   rt.send({
     type: 'conversation.item.create',
