@@ -73,7 +73,8 @@ func New(cfg Config) *Engine {
 // and streams the answer in word-sized deltas (each word with the space that
 // follows it). It stops when ctx is cancelled (returning ctx.Err()) or when
 // emit fails (returning emit's error). Usage is estimated at about four
-// characters per token.
+// characters per token. req.MaxOutputTokens is not used: answers are short
+// by construction (Config.MaxSentences).
 func (e *Engine) Respond(ctx context.Context, req *agent.Request, emit func(delta string) error) (agent.Usage, error) {
 	usage := agent.Usage{InputTokens: estimateTokens(inputText(req))}
 	if err := ctx.Err(); err != nil {
@@ -138,17 +139,19 @@ func (e *Engine) Answer(req *agent.Request) string {
 			break
 		}
 		heading, units := parsePassage(p.Text)
-		hterms := termSet(heading)
 		top := 0
 		for j := range units {
-			units[j].score = score(qterms, units[j].terms, hterms)
+			context := termSet(heading + "\n" + units[j].context)
+			units[j].score = score(qterms, units[j].terms, context)
 			top = max(top, units[j].score)
 		}
 		if top > bestScore {
 			best, bestScore, bestSource = units, top, p.Source
 		}
 	}
-	if bestScore == 0 {
+	if bestScore == 0 || (bestScore == 1 && len(qterms) > 1) {
+		// Nothing matched, or only one of several question terms and only
+		// in a heading: too weak to answer from.
 		return DontKnow
 	}
 
@@ -175,14 +178,15 @@ func (e *Engine) Answer(req *agent.Request) string {
 }
 
 // score rates a sentence for a question: two points per question term in
-// the sentence, one per question term found only in the section heading
-// above it (the heading says what the sentence is about).
-func score(question, sentence, heading map[string]struct{}) int {
+// the sentence, one per question term found only in its context (the
+// section heading above it, or the document's own question it answers),
+// which says what the sentence is about.
+func score(question, sentence, context map[string]struct{}) int {
 	s := 0
 	for t := range question {
 		if _, ok := sentence[t]; ok {
 			s += 2
-		} else if _, ok := heading[t]; ok {
+		} else if _, ok := context[t]; ok {
 			s++
 		}
 	}
@@ -225,21 +229,25 @@ func termSet(text string) map[string]struct{} {
 
 // unit is a sentence or list item of a passage, ready to be quoted.
 type unit struct {
-	text  string
-	terms map[string]struct{}
-	pos   int
-	score int
+	text    string
+	terms   map[string]struct{}
+	context string // a question the document asked just before, in the same block
+	pos     int
+	score   int
 }
 
 // parsePassage splits a passage into its heading lines (Markdown headings,
 // such as the "# Section > Subsection" trail agent/knowledge puts first) and
 // quotable units: the sentences of its paragraphs and its list items, with
-// Markdown markup removed. Fenced code blocks are left out: they do not read
-// well as an answer.
+// Markdown markup removed. A question the document asks ("Do you ship
+// abroad?" in a FAQ) is not quoted; it becomes the context of the units that
+// follow it in the same block. Fenced code blocks are left out: they do not
+// read well as an answer.
 func parsePassage(text string) (heading string, units []unit) {
 	var (
 		headings []string
 		prose    []string
+		question string
 		inFence  bool
 	)
 	add := func(s string) {
@@ -247,10 +255,15 @@ func parsePassage(text string) (heading string, units []unit) {
 		if s == "" {
 			return
 		}
-		if last, _ := utf8.DecodeLastRuneInString(s); !strings.ContainsRune(".!?:;", last) {
+		last, _ := utf8.DecodeLastRuneInString(s)
+		if last == '?' {
+			question = s
+			return
+		}
+		if !strings.ContainsRune(".!:;", last) {
 			s += "."
 		}
-		units = append(units, unit{text: s, terms: termSet(s), pos: len(units)})
+		units = append(units, unit{text: s, terms: termSet(s), context: question, pos: len(units)})
 	}
 	endProse := func() {
 		for _, s := range knowledge.SplitSentences(strings.Join(prose, " ")) {
@@ -258,17 +271,21 @@ func parsePassage(text string) (heading string, units []unit) {
 		}
 		prose = prose[:0]
 	}
+	endBlock := func() {
+		endProse()
+		question = ""
+	}
 	for _, line := range strings.Split(text, "\n") {
 		trimmed := strings.TrimSpace(line)
 		switch {
 		case strings.HasPrefix(trimmed, "```") || strings.HasPrefix(trimmed, "~~~"):
-			endProse()
+			endBlock()
 			inFence = !inFence
 		case inFence:
 		case trimmed == "":
-			endProse()
+			endBlock()
 		case strings.HasPrefix(trimmed, "#"):
-			endProse()
+			endBlock()
 			headings = append(headings, strings.TrimLeft(trimmed, "# "))
 		case listItem.MatchString(trimmed):
 			endProse()
@@ -278,7 +295,7 @@ func parsePassage(text string) (heading string, units []unit) {
 			prose = append(prose, trimmed)
 		}
 	}
-	endProse()
+	endBlock()
 	return strings.Join(headings, " "), units
 }
 

@@ -72,7 +72,14 @@ func TestRespondGrounded(t *testing.T) {
 		{
 			question: "Do you accept PayPal?",
 			source:   "faq.txt",
-			facts:    []string{"PayPal"},
+			facts:    []string{"We accept Visa, Mastercard, iDEAL and PayPal"},
+		},
+		{
+			// The FAQ's own question is context, not the answer.
+			question: "Do you have caffeine free tea?",
+			source:   "faq.txt",
+			facts:    []string{"contain no caffeine"},
+			absent:   []string{"?", "PayPal"},
 		},
 	}
 	e := New(Config{})
@@ -131,11 +138,15 @@ func TestRespondSentenceSelection(t *testing.T) {
 		{"Where can I charge my electric car?", 0,
 			"Electric cars can charge at two stations. (Source: guide.md)"},
 		{"Can I park my bicycle?", 0,
-			// "Bicycles" and "bicycle" meet; the heading makes "park" count.
-			"The car park is behind the building. It is free for customers. Bicycles can be left at the front door. (Source: guide.md)"},
+			// "Bicycles" and "bicycle" meet, and "park" counts for every
+			// sentence under the "Parking" heading; sentences scoring at
+			// least half the best are kept, in their original order.
+			"The car park is behind the building. Bicycles can be left at the front door. Parking for buses is not available. (Source: guide.md)"},
 		{"Can I park my bicycle?", 1,
 			"Bicycles can be left at the front door. (Source: guide.md)"},
 		{"Is there parking for buses?", 0,
+			"The car park is behind the building. Parking for buses is not available. (Source: guide.md)"},
+		{"Is there parking for buses?", 1,
 			"Parking for buses is not available. (Source: guide.md)"},
 	}
 	for _, tt := range tests {
@@ -167,6 +178,7 @@ func TestRespondDontKnow(t *testing.T) {
 		{"no passages", ask("What is the meaning of life?")},
 		{"no sentence matches", ask("Who is the CEO?", agent.Passage{Source: "x.md", Text: "Tea is good.", Score: 1})},
 		{"question of stop words only", ask("What is it?", agent.Passage{Source: "x.md", Text: "Tea is good.", Score: 1})},
+		{"one of several terms, only in a heading", ask("Who delivers the parcels?", agent.Passage{Source: "x.md", Text: "# Parcels\n\nWe use recycled boxes.", Score: 1})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -213,25 +225,32 @@ func TestRespondSmallTalk(t *testing.T) {
 
 func TestRespondCancel(t *testing.T) {
 	p := agent.Passage{Source: "x.md", Text: "The shop is open every day from nine to five, including public holidays.", Score: 2}
-	for _, delay := range []time.Duration{0, time.Hour} {
+	tests := []struct {
+		delay    time.Duration
+		cancelAt int // cancel in this emit call
+	}{
+		{0, 2},
+		{time.Hour, 1}, // cancelled while waiting to send the second word
+	}
+	for _, tt := range tests {
 		ctx, cancel := context.WithCancel(context.Background())
 		var deltas []string
 		start := time.Now()
-		_, err := New(Config{DeltaDelay: delay}).Respond(ctx, ask("When is the shop open?", p), func(d string) error {
+		_, err := New(Config{DeltaDelay: tt.delay}).Respond(ctx, ask("When is the shop open?", p), func(d string) error {
 			deltas = append(deltas, d)
-			if len(deltas) == 2 {
+			if len(deltas) == tt.cancelAt {
 				cancel()
 			}
 			return nil
 		})
 		if !errors.Is(err, context.Canceled) {
-			t.Errorf("delay %v: err = %v, want context.Canceled", delay, err)
+			t.Errorf("delay %v: err = %v, want context.Canceled", tt.delay, err)
 		}
-		if len(deltas) != 2 {
-			t.Errorf("delay %v: %d deltas after cancel", delay, len(deltas))
+		if len(deltas) != tt.cancelAt {
+			t.Errorf("delay %v: %d deltas, want %d", tt.delay, len(deltas), tt.cancelAt)
 		}
 		if time.Since(start) > 5*time.Second {
-			t.Errorf("delay %v: cancel not prompt", delay)
+			t.Errorf("delay %v: cancel not prompt", tt.delay)
 		}
 	}
 

@@ -1,7 +1,12 @@
 // Package knowledge indexes an agent's documents and finds the passages that
 // best answer a question. Documents (Markdown or plain text) are split into
 // chunks of roughly 40-180 words along headings and paragraphs, tokenized
-// (lowercase, stop words removed, light stemming) and ranked with BM25.
+// (lowercase, stop words removed, light stemming) and ranked with BM25
+// (k1 1.2, b 0.75), the terms of a chunk's headings counting twice.
+//
+// A chunk's text (agent.Passage.Text) is its section's heading trail, such
+// as "# Refund policy > Digital goods", a blank line, and the body; chunks of
+// plain text and of Markdown before any heading are the body alone.
 //
 // An Index is immutable once built and safe for concurrent use.
 package knowledge
@@ -25,8 +30,8 @@ import (
 
 // BM25 parameters.
 const (
-	k1 = 1.2
-	b  = 0.75
+	bm25K1 = 1.2
+	bm25B  = 0.75
 )
 
 // headingWeight is how many times a term of a chunk's heading trail counts:
@@ -219,7 +224,7 @@ func New(docs map[string]string) (*Index, error) {
 		for i := range list {
 			tf := float64(list[i].weight)
 			dl := float64(lengths[list[i].chunk])
-			list[i].weight = float32(idf * tf * (k1 + 1) / (tf + k1*(1-b+b*dl/avgLen)))
+			list[i].weight = float32(idf * tf * (bm25K1 + 1) / (tf + bm25K1*(1-bm25B+bm25B*dl/avgLen)))
 		}
 	}
 	return ix, nil

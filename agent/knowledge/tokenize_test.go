@@ -54,7 +54,7 @@ func TestStem(t *testing.T) {
 		{"classes", "class"},
 		{"passes", "pass"},
 		{"filling", "fill"},
-		{"thing", "thing"},  // stem would be too short
+		{"thing", "thing"},   // stem would be too short
 		{"string", "string"}, // no vowel left
 		{"need", "need"},
 		{"tea", "tea"},
