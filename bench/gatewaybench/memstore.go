@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"parley/storage"
+)
+
+// memStore is an in-memory storage.Store for -store mem: the gateway with
+// storage taken out of the picture. It keeps every record of the run.
+type memStore struct {
+	mu    sync.Mutex
+	convs map[string]*storage.Conversation
+	turns map[string][]storage.Turn
+	keys  []storage.APIKey
+}
+
+var _ storage.Store = (*memStore)(nil)
+
+func newMemStore() *memStore {
+	return &memStore{convs: map[string]*storage.Conversation{}, turns: map[string][]storage.Turn{}}
+}
+
+func (m *memStore) Ping(context.Context) error { return nil }
+func (m *memStore) Close() error               { return nil }
+
+func (m *memStore) CreateConversation(_ context.Context, c *storage.Conversation) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.convs[c.ID]; ok {
+		return storage.ErrConflict
+	}
+	cc := *c
+	m.convs[c.ID] = &cc
+	return nil
+}
+
+func (m *memStore) EndConversation(_ context.Context, tenant, id string, at time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.convs[id]
+	if !ok || c.TenantID != tenant {
+		return storage.ErrNotFound
+	}
+	if c.EndedAt.IsZero() {
+		c.EndedAt = at
+		c.DurationMS = at.Sub(c.StartedAt).Milliseconds()
+	}
+	return nil
+}
+
+func (m *memStore) AppendTurn(_ context.Context, t *storage.Turn) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.convs[t.ConversationID]
+	if !ok || c.TenantID != t.TenantID {
+		return storage.ErrNotFound
+	}
+	ts := m.turns[t.ConversationID]
+	if t.Seq == 0 {
+		t.Seq = len(ts) + 1
+	}
+	for _, x := range ts {
+		if x.ID == t.ID || x.Seq == t.Seq {
+			return storage.ErrConflict
+		}
+	}
+	c.TurnCount++
+	m.turns[t.ConversationID] = append(ts, *t)
+	return nil
+}
+
+func (m *memStore) GetConversation(_ context.Context, tenant, id string) (*storage.Conversation, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.convs[id]
+	if !ok || c.TenantID != tenant {
+		return nil, storage.ErrNotFound
+	}
+	cc := *c
+	return &cc, nil
+}
+
+func (m *memStore) ListTurns(_ context.Context, tenant, id string) ([]storage.Turn, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.convs[id]
+	if !ok || c.TenantID != tenant {
+		return nil, storage.ErrNotFound
+	}
+	ts := append([]storage.Turn(nil), m.turns[id]...)
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Seq < ts[j].Seq })
+	return ts, nil
+}
+
+func (m *memStore) DeleteExpired(context.Context, time.Time, int) (int, error) { return 0, nil }
+
+func (m *memStore) CreateAPIKey(_ context.Context, k *storage.APIKey) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.keys = append(m.keys, *k)
+	return nil
+}
+
+func (m *memStore) APIKeysByPrefix(_ context.Context, p string) ([]storage.APIKey, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []storage.APIKey
+	for _, k := range m.keys {
+		if k.Prefix == p {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+func (m *memStore) CountAPIKeys(_ context.Context, tenant string) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, k := range m.keys {
+		if k.TenantID == tenant {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (m *memStore) TouchAPIKey(_ context.Context, id string, at time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range m.keys {
+		if m.keys[i].ID == id {
+			if at.After(m.keys[i].LastUsedAt) {
+				m.keys[i].LastUsedAt = at
+			}
+			return nil
+		}
+	}
+	return storage.ErrNotFound
+}

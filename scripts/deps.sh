@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what Parley's build and tests need on a fresh Debian machine.
+# As root it installs missing Debian packages; otherwise it says what to
+# install. Then it downloads the Go modules and the npm test client.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command-that-must-exist:debian-package. A command already on PATH (from
+# any source, e.g. NodeSource's nodejs which bundles npm) is good enough.
+needs=(
+  "node:nodejs"
+  "npm:npm"
+  "pg_isready:postgresql-client"
+)
+# Debian packages checked by name (libraries, data, certificates).
+packages=(ca-certificates)
+
+missing=()
+for n in "${needs[@]}"; do
+  cmd=${n%%:*}; pkg=${n##*:}
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+      { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
+  else
+    echo "deps: missing packages; please run: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+go mod download
+
+if [ ! -d test/npmclient/node_modules/openai ]; then
+  echo "deps: npm ci in test/npmclient"
+  (cd test/npmclient && npm ci --no-audit --no-fund --loglevel=error)
+fi
