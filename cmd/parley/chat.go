@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -74,12 +75,24 @@ func chatCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 
 	// One goroutine reads and prints every event; this one sends. The
 	// reader reports each response.done (or its own end) on done.
+	stdout = &lockedWriter{w: stdout} // the reader and this goroutine both print
 	c := &chatClient{conn: conn, out: stdout, done: make(chan error, 1)}
 	rctx, stopReader := context.WithCancel(context.Background())
 	readerExited := make(chan struct{})
 	go func() { defer close(readerExited); c.readLoop(rctx) }()
 	defer func() { stopReader(); _ = conn.CloseNow(); <-readerExited }()
 
+	// Wait for session.created before sending anything.
+	select {
+	case err := <-c.done:
+		if err != nil {
+			return err
+		}
+	case <-time.After(*timeout):
+		return fmt.Errorf("no session.created within %s", *timeout)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	ask := func(text string) error {
 		item, _ := json.Marshal(map[string]any{"type": "conversation.item.create", "item": map[string]any{
 			"type": "message", "role": "user", "content": []any{map[string]any{"type": "input_text", "text": text}}}})
@@ -211,6 +224,9 @@ func (c *chatClient) readLoop(ctx context.Context) {
 		switch ev.Type {
 		case realtime.TypeSessionCreated:
 			fmt.Fprintln(c.out, "(connected; type a message and press Enter)")
+			if !c.report(ctx, nil) {
+				return
+			}
 		case realtime.TypeItemDone:
 			// An assistant item outside a response is the agent's greeting.
 			if !inAnswer && ev.Item != nil && ev.Item.Role == "assistant" {
@@ -246,4 +262,15 @@ func (c *chatClient) report(ctx context.Context, err error) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
