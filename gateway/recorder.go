@@ -26,9 +26,10 @@ type recorder struct {
 }
 
 type recordJob struct {
-	create *storage.Conversation
-	turn   *storage.Turn
-	end    *endJob
+	sessionID string // for logs
+	create    *storage.Conversation
+	turn      *storage.Turn
+	end       *endJob
 }
 
 type endJob struct {
@@ -96,7 +97,7 @@ func (r *recorder) do(j recordJob) {
 	}
 	if err != nil {
 		r.metrics.storageErrors.Inc()
-		ev := r.log.Error().Err(err)
+		ev := r.log.Error().Err(err).Str("session_id", j.sessionID)
 		switch {
 		case j.create != nil:
 			ev = ev.Str("conversation_id", j.create.ID).Str("op", "create_conversation")

@@ -135,7 +135,7 @@ func (s *session) serve() {
 	}
 	s.agentWG.Wait()
 	if s.convStored {
-		s.srv.recorder.submit(s.convID, recordJob{end: &endJob{tenantID: s.principal.TenantID, id: s.convID, at: s.srv.now()}})
+		s.srv.recorder.submit(s.convID, recordJob{sessionID: s.id, end: &endJob{tenantID: s.principal.TenantID, id: s.convID, at: s.srv.now()}})
 	}
 
 	select {
@@ -398,7 +398,7 @@ func (s *session) persistTurn(id, role, text, status string, started, ended time
 	pol := s.srv.opts.Retention
 	if !s.convStored {
 		s.convStored = true
-		s.srv.recorder.submit(s.convID, recordJob{create: &storage.Conversation{
+		s.srv.recorder.submit(s.convID, recordJob{sessionID: s.id, create: &storage.Conversation{
 			ID: s.convID, TenantID: s.principal.TenantID, AgentID: s.agent.ID, Channel: s.channel,
 			StartedAt: s.convStart.UTC(), ExpiresAt: pol.ConversationExpiry(s.convStart).UTC(),
 		}})
@@ -412,7 +412,7 @@ func (s *session) persistTurn(id, role, text, status string, started, ended time
 	if pol.StoresText() {
 		t.Text, t.TextStored = text, true
 	}
-	s.srv.recorder.submit(s.convID, recordJob{turn: t})
+	s.srv.recorder.submit(s.convID, recordJob{sessionID: s.id, turn: t})
 }
 
 func (s *session) nextEventID() string {

@@ -163,6 +163,7 @@ func useMaxCompletionTokens(host, model string) bool {
 	if host == "api.openai.com" {
 		return true
 	}
+	//lint:ignore SA1019 max_tokens is what Ollama and llama.cpp understand; the probe asks go-openai which models refuse it
 	probe := goopenai.ChatCompletionRequest{Model: model, MaxTokens: 1}
 	return errors.Is(goopenai.NewReasoningValidator().Validate(probe), goopenai.ErrReasoningModelMaxTokensDeprecated)
 }
@@ -201,6 +202,7 @@ func (e *Engine) request(req *agent.Request) goopenai.ChatCompletionRequest {
 		if e.completionTokens {
 			cr.MaxCompletionTokens = limit
 		} else {
+			//lint:ignore SA1019 non-OpenAI servers (Ollama, llama.cpp) only understand max_tokens
 			cr.MaxTokens = limit
 		}
 	}

@@ -65,10 +65,7 @@ func parse(url string) (kind, target string, err error) {
 		return kindPostgres, url, nil
 	case "sqlite", "file":
 		// sqlite:///abs/path and sqlite://rel/path, as some write them.
-		path := rest
-		if strings.HasPrefix(path, "//") {
-			path = path[2:]
-		}
+		path := strings.TrimPrefix(rest, "//")
 		if path == "" {
 			return "", "", fmt.Errorf("storage: database URL %q has no file path", url)
 		}
