@@ -17,7 +17,9 @@ type memStore struct {
 	convs map[string]*storage.Conversation
 	turns map[string][]storage.Turn
 	keys  []storage.APIKey
-	fail  error
+	fail  error // Ping fails with it
+	// failWrites makes conversation and turn writes fail.
+	failWrites error
 }
 
 func newMemStore() *memStore {
@@ -29,6 +31,9 @@ func (m *memStore) Close() error               { return nil }
 func (m *memStore) CreateConversation(_ context.Context, c *storage.Conversation) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.failWrites != nil {
+		return m.failWrites
+	}
 	if _, ok := m.convs[c.ID]; ok {
 		return storage.ErrConflict
 	}
@@ -52,6 +57,9 @@ func (m *memStore) EndConversation(_ context.Context, tenant, id string, at time
 func (m *memStore) AppendTurn(_ context.Context, t *storage.Turn) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.failWrites != nil {
+		return m.failWrites
+	}
 	c, ok := m.convs[t.ConversationID]
 	if !ok || c.TenantID != t.TenantID {
 		return storage.ErrNotFound

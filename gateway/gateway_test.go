@@ -741,3 +741,27 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatalf("close %v", err)
 	}
 }
+
+// A storage outage costs the transcript (counted and logged), never the
+// conversation: the session keeps answering.
+func TestStorageOutageKeepsSessionsAlive(t *testing.T) {
+	h := newHarness(t, &scriptAgent{deltas: []string{"still here"}}, nil)
+	h.store.mu.Lock()
+	h.store.failWrites = errors.New("disk on fire")
+	h.store.mu.Unlock()
+	c := h.mustDial()
+	for i := 0; i < 2; i++ {
+		c.send(userHello)
+		c.send(`{"type":"response.create"}`)
+		evs := c.until(realtime.TypeResponseDone)
+		if evs[len(evs)-1]["response"].(map[string]any)["status"] != "completed" {
+			t.Fatal("response failed during a storage outage")
+		}
+	}
+	_ = c.conn.Close(websocket.StatusNormalClosure, "")
+	waitNoSessions(t, h.gw)
+	_ = h.gw.Close() // waits for the recorder's retries
+	if got := testCounter(t, h.gw, "parley_storage_errors_total"); got < 1 {
+		t.Fatalf("storage errors counted: %v", got)
+	}
+}
