@@ -12,8 +12,16 @@ needs=(
   "npm:npm"
   "pg_isready:postgresql-client"
 )
-# Debian packages checked by name (libraries, data, certificates).
-packages=(ca-certificates)
+# Debian packages checked by name (libraries, data, certificates):
+# libopus for Opus via cgo (github.com/hraban/opus, which also wants
+# libopusfile), pocketsphinx + its US English model for offline speech
+# recognition, espeak-ng for offline speech synthesis, sox and opus-tools
+# for `make testdata`.
+packages=(ca-certificates pkg-config gcc libc6-dev
+  libopus-dev libopusfile-dev
+  libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us
+  libespeak-ng-dev espeak-ng-data
+  sox opus-tools espeak-ng)
 
 missing=()
 for n in "${needs[@]}"; do
