@@ -6,7 +6,7 @@ GO        ?= go
 # the npm test client the project needs.
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: deps run test bench lint fuzz clean
+.PHONY: deps run test bench lint fuzz testdata clean
 
 deps:
 	@./scripts/deps.sh
@@ -28,6 +28,10 @@ lint: deps
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./realtime
+
+# Regenerate the spoken fixtures in testdata/audio (espeak-ng, sox, opusenc).
+testdata: deps
+	./scripts/make-testdata.sh
 
 clean:
 	rm -rf data/
