@@ -88,4 +88,6 @@ type Agent struct {
 	Responder    Responder
 	Knowledge    Retriever // nil when the agent has no knowledge directory
 	TopK         int       // passages retrieved per question (0 means 4)
+	Voice        string    // synthesizer voice for spoken replies ("" for the engine default)
+	Language     string    // BCP 47 language of the conversation ("" for the engines' default)
 }

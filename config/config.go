@@ -30,6 +30,7 @@ type Config struct {
 	Retention Retention `yaml:"retention"`
 	Log       Log       `yaml:"log"`
 	Shutdown  Shutdown  `yaml:"shutdown"`
+	Voice     Voice     `yaml:"voice"`
 	Agents    []Agent   `yaml:"agents"`
 
 	// Dir is the directory of the config file; relative knowledge
@@ -95,6 +96,49 @@ type Shutdown struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
+// Voice selects the speech engines shared by all agents.
+type Voice struct {
+	STTEngine    string       `yaml:"stt_engine"` // pocketsphinx, openai or none
+	TTSEngine    string       `yaml:"tts_engine"` // espeak, openai or none
+	Pocketsphinx Pocketsphinx `yaml:"pocketsphinx"`
+	Espeak       Espeak       `yaml:"espeak"`
+	OpenAISTT    OpenAISpeech `yaml:"openai_stt"`
+	OpenAITTS    OpenAISpeech `yaml:"openai_tts"`
+}
+
+// Pocketsphinx configures the offline recognizer (Debian's en-us model by
+// default).
+type Pocketsphinx struct {
+	ModelDir    string `yaml:"model_dir"`
+	LM          string `yaml:"lm"`
+	Dict        string `yaml:"dict"`
+	MaxDecoders int    `yaml:"max_decoders"`
+}
+
+// Espeak configures the offline synthesizer.
+type Espeak struct {
+	Voice          string `yaml:"voice"`
+	WordsPerMinute int    `yaml:"words_per_minute"`
+}
+
+// OpenAISpeech configures an OpenAI-compatible transcription or speech
+// endpoint.
+type OpenAISpeech struct {
+	BaseURL       string        `yaml:"base_url"`
+	Model         string        `yaml:"model"`
+	APIKeyEnv     string        `yaml:"api_key_env"`
+	Voice         string        `yaml:"voice"` // speech only
+	Timeout       time.Duration `yaml:"timeout"`
+	MaxConcurrent int           `yaml:"max_concurrent"`
+}
+
+// Speech engines.
+const (
+	EnginePocketsphinx = "pocketsphinx"
+	EngineEspeak       = "espeak"
+	EngineNone         = "none"
+)
+
 // Agent is one configured agent.
 type Agent struct {
 	ID           string `yaml:"id"`
@@ -106,6 +150,10 @@ type Agent struct {
 	TopK         int    `yaml:"top_k"`
 	KB           KB     `yaml:"kb"`
 	OpenAI       OpenAI `yaml:"openai"`
+	// Voice is the synthesizer voice of spoken replies ("" for the
+	// engine's default); Language the conversation language.
+	Voice    string `yaml:"voice"`
+	Language string `yaml:"language"`
 }
 
 // KB holds the offline knowledge-base engine's settings.
@@ -148,6 +196,7 @@ func Default() Config {
 		Retention: Retention{TranscriptDays: 90, MetadataDays: 365},
 		Log:       Log{Level: "info", Format: "auto"},
 		Shutdown:  Shutdown{DrainTimeout: 30 * time.Second},
+		Voice:     Voice{STTEngine: EnginePocketsphinx, TTSEngine: EngineEspeak},
 	}
 }
 
@@ -252,6 +301,12 @@ func sectionName(typ string) string {
 		return "the top level"
 	case "KB":
 		return "agents[].kb"
+	case "Pocketsphinx":
+		return "voice.pocketsphinx"
+	case "Espeak":
+		return "voice.espeak"
+	case "OpenAISpeech":
+		return "voice.openai_stt/openai_tts"
 	case "OpenAI":
 		return "agents[].openai"
 	}
@@ -424,6 +479,46 @@ func (c *Config) Validate() error {
 		bad("log.format", "must be auto, console or json, got %q", c.Log.Format)
 	}
 	positive("shutdown.drain_timeout", c.Shutdown.DrainTimeout)
+	v := c.Voice
+	switch v.STTEngine {
+	case EnginePocketsphinx, EngineNone:
+	case EngineOpenAI:
+		bad("voice.stt_engine", "the openai speech-to-text engine is not in this version yet (want pocketsphinx or none)")
+	default:
+		bad("voice.stt_engine", "unknown engine %q (want pocketsphinx or none)", v.STTEngine)
+	}
+	switch v.TTSEngine {
+	case EngineEspeak, EngineOpenAI, EngineNone:
+	default:
+		bad("voice.tts_engine", "unknown engine %q (want espeak, openai or none)", v.TTSEngine)
+	}
+	if v.Pocketsphinx.MaxDecoders < 0 || v.Pocketsphinx.MaxDecoders > 64 {
+		bad("voice.pocketsphinx.max_decoders", "must be between 0 (one per core) and 64")
+	}
+	if w := v.Espeak.WordsPerMinute; w != 0 && (w < 80 || w > 450) {
+		bad("voice.espeak.words_per_minute", "must be between 80 and 450 (0 for the default)")
+	}
+	for _, o := range []struct {
+		key string
+		c   OpenAISpeech
+		on  bool
+	}{{"voice.openai_stt", v.OpenAISTT, v.STTEngine == EngineOpenAI}, {"voice.openai_tts", v.OpenAITTS, v.TTSEngine == EngineOpenAI}} {
+		if !o.on {
+			continue
+		}
+		if o.c.BaseURL != "" {
+			u, err := url.Parse(o.c.BaseURL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad(o.key+".base_url", "%q must be an http(s) URL", o.c.BaseURL)
+			}
+		}
+		if o.c.Timeout < 0 {
+			bad(o.key+".timeout", "must not be negative")
+		}
+		if o.c.MaxConcurrent < 0 {
+			bad(o.key+".max_concurrent", "must not be negative")
+		}
+	}
 	if len(c.Agents) == 0 {
 		bad("agents", "at least one agent is required")
 	}

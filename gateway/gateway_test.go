@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +124,13 @@ func (c *client) read(d time.Duration) (map[string]any, error) {
 	var ev map[string]any
 	if err := json.Unmarshal(b, &ev); err != nil {
 		c.t.Fatalf("server sent invalid JSON %q: %v", b, err)
+	}
+	if os.Getenv("PARLEY_TEST_TRACE") != "" {
+		s := string(b)
+		if len(s) > 300 {
+			s = s[:300]
+		}
+		c.t.Logf("<- %s", s)
 	}
 	return ev, nil
 }
@@ -412,6 +420,7 @@ func TestRefusedSessions(t *testing.T) {
 			t.Fatalf("close %v, want %v", err, tt.status)
 		}
 	}
+	waitNoSessions(t, h.gw) // refused sessions release their slot after the close handshake
 	first := h.mustDial()
 	c, _, err := h.dial("?model=assistant", nil)
 	if err != nil {

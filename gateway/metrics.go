@@ -23,6 +23,7 @@ type metrics struct {
 	slowClients     prometheus.Counter
 	storageErrors   prometheus.Counter
 	sweptRows       prometheus.Counter
+	bargeIns        prometheus.Counter
 }
 
 var knownClientEvents = map[string]bool{
@@ -57,9 +58,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Storage writes that failed after retries."}),
 		sweptRows: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_retention_swept_rows_total",
 			Help: "Expired rows deleted by the retention sweeper."}),
+		bargeIns: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_realtime_barge_ins_total",
+			Help: "Responses cut short because the user started speaking."}),
 	}
 	reg.MustRegister(m.sessionsActive, m.sessionsTotal, m.sessionsRefused, m.clientEvents, m.errors, m.responses,
-		m.firstToken, m.responseTime, m.gatewayAdded, m.slowClients, m.storageErrors, m.sweptRows)
+		m.firstToken, m.responseTime, m.gatewayAdded, m.slowClients, m.storageErrors, m.sweptRows, m.bargeIns)
 	return m
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -38,8 +39,8 @@ type outbox struct {
 	writeTimeout time.Duration
 
 	mu      sync.Mutex
-	queue   []*[]byte
-	spare   []*[]byte
+	queue   []outItem
+	spare   []outItem
 	writing bool
 	err     error         // first failure; nothing is queued after it
 	failed  chan struct{} // closed when err is set
@@ -51,8 +52,47 @@ func newOutbox(conn *websocket.Conn, max int, writeTimeout time.Duration) *outbo
 	return &outbox{conn: conn, max: max, writeTimeout: writeTimeout, failed: make(chan struct{})}
 }
 
+// outItem is one queued event. Audio deltas carry the id of their response
+// (so a barge-in can drop them before they are written) and may carry a
+// clock the writer stamps when the first of them reaches the socket.
+type outItem struct {
+	b       *[]byte
+	audioOf string
+	written *atomic.Int64 // unix nanoseconds of the first write, if set
+}
+
 // enqueue queues one encoded event, taking ownership of b.
-func (o *outbox) enqueue(b *[]byte) error {
+func (o *outbox) enqueue(b *[]byte) error { return o.enqueueItem(outItem{b: b}) }
+
+// enqueueAudio queues an audio event of response respID.
+func (o *outbox) enqueueAudio(b *[]byte, respID string, written *atomic.Int64) error {
+	return o.enqueueItem(outItem{b: b, audioOf: respID, written: written})
+}
+
+// dropAudio removes the queued, not yet written audio events of respID and
+// returns how many it dropped.
+func (o *outbox) dropAudio(respID string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	kept := o.queue[:0]
+	dropped := 0
+	for _, it := range o.queue {
+		if it.audioOf == respID {
+			putBuf(it.b)
+			dropped++
+			continue
+		}
+		kept = append(kept, it)
+	}
+	for i := len(kept); i < len(o.queue); i++ {
+		o.queue[i] = outItem{}
+	}
+	o.queue = kept
+	return dropped
+}
+
+func (o *outbox) enqueueItem(it outItem) error {
+	b := it.b
 	o.mu.Lock()
 	if o.err != nil {
 		o.mu.Unlock()
@@ -65,7 +105,7 @@ func (o *outbox) enqueue(b *[]byte) error {
 		putBuf(b)
 		return errSlowClient
 	}
-	o.queue = append(o.queue, b)
+	o.queue = append(o.queue, it)
 	if !o.writing {
 		o.writing = true
 		o.wg.Add(1)
@@ -87,8 +127,8 @@ func (o *outbox) run() {
 	for {
 		o.mu.Lock()
 		if len(o.queue) == 0 || o.err != nil {
-			for _, b := range o.queue {
-				putBuf(b)
+			for _, it := range o.queue {
+				putBuf(it.b)
 			}
 			o.queue = o.queue[:0]
 			o.writing = false
@@ -105,12 +145,15 @@ func (o *outbox) run() {
 
 		ctx, cancel := context.WithTimeout(context.Background(), o.writeTimeout)
 		var err error
-		for i, b := range batch {
+		for i, it := range batch {
 			if err == nil {
-				err = o.conn.Write(ctx, websocket.MessageText, *b)
+				err = o.conn.Write(ctx, websocket.MessageText, *it.b)
+				if err == nil && it.written != nil && it.written.Load() == 0 {
+					it.written.Store(time.Now().UnixNano())
+				}
 			}
-			putBuf(b)
-			batch[i] = nil
+			putBuf(it.b)
+			batch[i] = outItem{}
 		}
 		cancel()
 		o.mu.Lock()

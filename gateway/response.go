@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"parley/agent"
 	"parley/realtime"
 	"parley/storage"
+	"parley/tts"
 )
 
 // startResponse validates response.create and starts the engine.
@@ -24,6 +26,15 @@ func (s *session) startResponse(p *realtime.ResponseParams, at time.Time) *realt
 	}
 	if p == nil {
 		p = &realtime.ResponseParams{}
+	}
+	if s.pendingTranscripts > 0 && s.listen != nil {
+		// The user's last words are still being transcribed: answer them
+		// once the transcript is in.
+		if s.listen.pendingResponse != nil {
+			return realtime.Invalid(realtime.CodeResponseActive, "", "a response is already waiting for the transcription of the user's audio")
+		}
+		s.listen.pendingResponse = p
+		return nil
 	}
 	req := &agent.Request{Instructions: s.state.Instructions, MaxOutputTokens: int(s.state.MaxOutputTokens)}
 	if p.Instructions != nil {
@@ -64,10 +75,15 @@ func (s *session) startResponse(p *realtime.ResponseParams, at time.Time) *realt
 	if p.OutputModalities != nil {
 		modalities = p.OutputModalities
 	}
+	audio := len(modalities) == 1 && modalities[0] == realtime.ModalityAudio
+	if audio && s.srv.opts.Synthesizer == nil {
+		return realtime.Invalid(realtime.CodeUnsupported, "response.output_modalities", "this gateway has no speech synthesizer configured; use [\"text\"]")
+	}
 	r := &response{
 		id: s.ids.next("resp_"), inConversation: inConv, maxTokens: req.MaxOutputTokens,
-		metadata: p.Metadata, requested: at,
+		metadata: p.Metadata, requested: at, utt: s.lastUtterance,
 	}
+	s.lastUtterance = nil
 	r.obj = realtime.Response{
 		ID: r.id, Object: "realtime.response", Status: realtime.StatusInProgress, Output: []*realtime.Item{},
 		OutputModalities: modalities, MaxOutputTokens: realtime.MaxTokens(req.MaxOutputTokens),
@@ -82,6 +98,22 @@ func (s *session) startResponse(p *realtime.ResponseParams, at time.Time) *realt
 
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
+	if audio {
+		syn := s.srv.opts.Synthesizer
+		enc, err := newOutputEncoder(s.state.Audio.Output.Format, syn.SampleRate())
+		if err != nil {
+			cancel()
+			s.active = nil
+			return &realtime.Error{Type: realtime.ServerError, Code: realtime.CodeInternal, Message: "audio encoder: " + err.Error()}
+		}
+		r.speaker = &speaker{ch: make(chan string, 16), splitter: &tts.SentenceSplitter{}}
+		voice := s.agent.Voice
+		if v := s.state.Audio.Output.Voice; v != "" && v != "alloy" {
+			voice = v
+		}
+		s.ttsWG.Add(1)
+		go s.runTTS(ctx, r, syn, enc, tts.Request{Voice: voice, Speed: s.state.Audio.Output.Speed, Language: s.agent.Language}, r.speaker.ch)
+	}
 	s.agentWG.Add(1)
 	go s.runEngine(ctx, r, req)
 	return nil
@@ -101,7 +133,10 @@ func appendMessage(h []agent.Message, it *realtime.Item) []agent.Message {
 // It runs in its own goroutine; the loop owns r and only reads messages.
 func (s *session) runEngine(ctx context.Context, r *response, req *agent.Request) {
 	defer s.agentWG.Done()
-	defer r.cancel()
+	// The response's context also runs its synthesizer, which outlives the
+	// agent's text: release only the agent's own child context here.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	a := s.agent
 	if a.Knowledge != nil {
 		if q := lastUserText(req.History); q != "" {
@@ -160,6 +195,17 @@ func (s *session) onAgent(m agentMsg) {
 		return
 	}
 	r.obj.Usage = usageOf(m.usage)
+	r.agentDone = true
+	if sp := r.speaker; sp != nil {
+		if rest := sp.splitter.Flush(); strings.TrimSpace(rest) != "" {
+			sp.queue(rest)
+		}
+		sp.textDone = true
+		sp.pump()
+		if !sp.audioDone {
+			return // response.done follows the last audio
+		}
+	}
 	s.finishResponse(r, realtime.StatusCompleted, "", nil)
 }
 
@@ -188,10 +234,26 @@ func (s *session) emitDelta(r *response, m agentMsg) {
 		if r.inConversation {
 			s.send(&realtime.ItemEvent{Type: realtime.TypeItemAdded, EventID: s.nextEventID(), PreviousItemID: prev, Item: r.item})
 		}
+		part := realtime.Content{Type: realtime.ContentOutputText}
+		if r.speaker != nil {
+			part.Type = realtime.ContentOutputAudio
+		}
 		s.send(&realtime.ContentPartEvent{Type: realtime.TypeContentPartAdded, EventID: s.nextEventID(), ResponseID: r.id,
-			ItemID: r.item.ID, Part: realtime.Content{Type: realtime.ContentOutputText}})
+			ItemID: r.item.ID, Part: part})
 	}
 	r.text.WriteString(m.delta)
+	if sp := r.speaker; sp != nil {
+		s.send(&realtime.TranscriptDeltaEvent{Type: realtime.TypeOutputAudioTranscriptDelta, EventID: s.nextEventID(),
+			ResponseID: r.id, ItemID: r.item.ID, Delta: m.delta})
+		for _, sentence := range sp.splitter.Push(m.delta) {
+			sp.queue(sentence)
+		}
+		sp.pump()
+		if r.firstSent.IsZero() {
+			r.firstSent = time.Now()
+		}
+		return
+	}
 	s.evSeq++
 	bp := getBuf()
 	*bp = realtime.AppendTextDelta((*bp)[:0], s.evPrefix, s.evSeq, r.id, r.item.ID, 0, 0, m.delta)
@@ -213,7 +275,32 @@ func (s *session) finishResponse(r *response, status, reason string, cause error
 	now := time.Now()
 	text := r.text.String()
 
-	if r.item != nil {
+	if sp := r.speaker; sp != nil {
+		if status != realtime.StatusCompleted {
+			// Keep only what the user heard; drop audio not yet written.
+			text = sp.heardText(now)
+			s.out.dropAudio(r.id)
+		}
+		sp.stop()
+	}
+	if r.item != nil && r.speaker != nil {
+		s.send(&realtime.AudioDoneEvent{Type: realtime.TypeOutputAudioDone, EventID: s.nextEventID(), ResponseID: r.id, ItemID: r.item.ID})
+		s.send(&realtime.TranscriptDoneEvent{Type: realtime.TypeOutputAudioTranscriptDone, EventID: s.nextEventID(), ResponseID: r.id,
+			ItemID: r.item.ID, Transcript: text})
+		part := realtime.Content{Type: realtime.ContentOutputAudio, Transcript: text}
+		s.send(&realtime.ContentPartEvent{Type: realtime.TypeContentPartDone, EventID: s.nextEventID(), ResponseID: r.id,
+			ItemID: r.item.ID, Part: part})
+		r.item.Content = []realtime.Content{part}
+		r.item.Status = "completed"
+		if status != realtime.StatusCompleted {
+			r.item.Status = "incomplete"
+		}
+		s.send(&realtime.OutputItemEvent{Type: realtime.TypeOutputItemDone, EventID: s.nextEventID(), ResponseID: r.id, Item: r.item})
+		if r.inConversation {
+			s.send(&realtime.ItemEvent{Type: realtime.TypeItemDone, EventID: s.nextEventID(), PreviousItemID: r.prevItemID, Item: r.item})
+		}
+		r.obj.Output = []*realtime.Item{r.item}
+	} else if r.item != nil {
 		s.send(&realtime.TextDoneEvent{Type: realtime.TypeOutputTextDone, EventID: s.nextEventID(), ResponseID: r.id,
 			ItemID: r.item.ID, Text: text})
 		part := realtime.Content{Type: realtime.ContentOutputText, Text: text}

@@ -7,6 +7,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,6 +21,8 @@ import (
 	"parley/agent"
 	"parley/realtime"
 	"parley/storage"
+	"parley/stt"
+	"parley/tts"
 )
 
 // Options configure a Server. Zero values take the defaults shown.
@@ -28,6 +31,12 @@ type Options struct {
 	Store     storage.Store           // required
 	Auth      Authenticator           // required
 	Retention storage.Retention
+
+	// Voice engines; nil refuses audio input (Recognizer) or audio output
+	// (Synthesizer) with an "unsupported" error. The recognizer must take
+	// 16 kHz PCM (PipelineRate).
+	Recognizer  stt.Recognizer
+	Synthesizer tts.Synthesizer
 
 	AllowedOrigins  []string      // browser origins allowed besides the request's own host
 	ReadLimit       int64         // max client event size in bytes (1 MiB)
@@ -102,6 +111,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Store == nil || opts.Auth == nil {
 		return nil, errors.New("gateway: Store and Auth are required")
+	}
+	if opts.Recognizer != nil && opts.Recognizer.SampleRate() != PipelineRate {
+		return nil, fmt.Errorf("gateway: the recognizer takes %d Hz audio; the listening path runs at %d Hz", opts.Recognizer.SampleRate(), PipelineRate)
 	}
 	reg := opts.Registry
 	if reg == nil {

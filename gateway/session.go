@@ -55,6 +55,16 @@ type session struct {
 	loopDone   chan struct{} // closed when run returns
 	agentWG    sync.WaitGroup
 	draining   bool
+
+	// Voice: the listening path (nil until the first append), recognizer
+	// and synthesizer goroutines and their messages.
+	listen             *listener
+	sttCh              chan sttMsg
+	audioCh            chan audioMsg
+	sttWG, ttsWG       sync.WaitGroup
+	pendingTranscripts int
+	lastUtterance      *utterance
+	inflight           []*utterance // recognizers started, for cancellation at the end
 }
 
 type inbound struct {
@@ -89,6 +99,9 @@ type response struct {
 	engineFirst    time.Duration // Respond call → its first delta
 	firstSent      time.Time     // first delta queued for the client
 	finished       bool
+	agentDone      bool
+	speaker        *speaker   // non-nil for audio responses
+	utt            *utterance // the spoken turn this response answers, if any
 }
 
 func newSession(srv *Server, conn *websocket.Conn, a *agent.Agent, p Principal, channel string) *session {
@@ -98,6 +111,8 @@ func newSession(srv *Server, conn *websocket.Conn, a *agent.Agent, p Principal, 
 		byID:       map[string]*realtime.Item{},
 		inbound:    make(chan inbound),
 		agentCh:    make(chan agentMsg, 4),
+		sttCh:      make(chan sttMsg, 4),
+		audioCh:    make(chan audioMsg, 8),
 		readerDone: make(chan struct{}),
 		loopDone:   make(chan struct{}),
 	}
@@ -129,11 +144,18 @@ func (s *session) serve() {
 	code, reason := s.run()
 	close(s.loopDone)
 
-	// Stop the engine, keep what was said, record the end.
+	// Stop the engines, keep what was said, record the end.
 	if s.active != nil {
 		s.finishResponse(s.active, realtime.StatusCancelled, "session_ended", nil)
 	}
+	if l := s.listen; l != nil && l.utt != nil {
+		l.utt.cancel()
+		s.closeUtterance(l.utt)
+	}
+	s.cancelPendingSTT()
 	s.agentWG.Wait()
+	s.ttsWG.Wait()
+	s.sttWG.Wait()
 	if s.convStored {
 		s.srv.recorder.submit(s.convID, recordJob{sessionID: s.id, end: &endJob{tenantID: s.principal.TenantID, id: s.convID, at: s.srv.now()}})
 	}
@@ -242,6 +264,10 @@ func (s *session) run() (websocket.StatusCode, string) {
 			s.handle(in)
 		case m := <-s.agentCh:
 			s.onAgent(m)
+		case m := <-s.sttCh:
+			s.onSTT(m)
+		case m := <-s.audioCh:
+			s.onAudio(m)
 		case <-s.readerDone:
 			return websocket.StatusNormalClosure, ""
 		case <-s.out.failed:
@@ -280,8 +306,13 @@ func (s *session) handle(in inbound) {
 	var err *realtime.Error
 	switch ev.Type {
 	case realtime.TypeSessionUpdate:
+		prev := s.state
 		if err = s.state.Apply(ev.Session); err == nil {
-			s.sendSession(realtime.TypeSessionUpdated)
+			if err = s.checkVoiceSettings(); err != nil {
+				s.state = prev
+			} else {
+				s.sendSession(realtime.TypeSessionUpdated)
+			}
 		}
 	case realtime.TypeItemCreate:
 		err = s.createItem(ev)
@@ -311,8 +342,14 @@ func (s *session) handle(in inbound) {
 		default:
 			s.finishResponse(r, realtime.StatusCancelled, "client_cancelled", nil)
 		}
-	case realtime.TypeAudioAppend, realtime.TypeAudioCommit, realtime.TypeAudioClear, realtime.TypeOutputAudioClear:
-		err = realtime.Invalid(realtime.CodeUnsupported, "type", "audio is not supported by this Parley version yet; send text items")
+	case realtime.TypeAudioAppend:
+		err = s.appendAudio(ev, in.at)
+	case realtime.TypeAudioCommit:
+		err = s.commitAudio()
+	case realtime.TypeAudioClear:
+		s.clearAudio()
+	case realtime.TypeOutputAudioClear:
+		err = realtime.Invalid(realtime.CodeUnsupported, "type", "output_audio_buffer.clear applies to WebRTC calls; over WebSocket send response.cancel")
 	}
 	if err != nil {
 		s.sendError(err.WithEventID(ev.EventID))

@@ -110,7 +110,6 @@ func TestSessionApplyErrors(t *testing.T) {
 	tests := []struct{ name, session, code, param string }{
 		{"type", `{"type":"conversation"}`, CodeInvalidValue, "session.type"},
 		{"model change", `{"model":"other"}`, CodeInvalidValue, "session.model"},
-		{"audio out", `{"output_modalities":["audio"]}`, CodeUnsupported, "session.output_modalities"},
 		{"two modalities", `{"output_modalities":["text","audio"]}`, CodeInvalidValue, "session.output_modalities"},
 		{"pcm rate", `{"audio":{"input":{"format":{"type":"audio/pcm","rate":16000}}}}`, CodeInvalidValue, "session.audio.input.format.rate"},
 		{"format", `{"audio":{"output":{"format":{"type":"audio/mp3"}}}}`, CodeInvalidValue, "session.audio.output.format.type"},

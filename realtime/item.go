@@ -175,20 +175,28 @@ func decodeItem(raw json.RawMessage, param string) (*Item, *Error) {
 	return it, nil
 }
 
-// Text returns the concatenated text of a message item's text parts.
+// Text returns the concatenated text of a message item's parts: the text
+// of text parts, the transcript of audio parts.
 func (it *Item) Text() string {
 	if len(it.Content) == 1 {
-		return it.Content[0].Text
+		return it.Content[0].text()
 	}
 	n := 0
 	for _, c := range it.Content {
-		n += len(c.Text)
+		n += len(c.text())
 	}
 	b := make([]byte, 0, n)
 	for _, c := range it.Content {
-		b = append(b, c.Text...)
+		b = append(b, c.text()...)
 	}
 	return string(b)
+}
+
+func (c *Content) text() string {
+	if c.Type == ContentInputAudio || c.Type == ContentOutputAudio {
+		return c.Transcript
+	}
+	return c.Text
 }
 
 // DecodeInputItem validates one entry of response.input: an inline message

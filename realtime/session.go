@@ -375,10 +375,8 @@ func validModalities(m []string, param string) *Error {
 		return Invalid(CodeInvalidValue, param, "output_modalities must hold exactly one of \"text\" or \"audio\"")
 	}
 	switch m[0] {
-	case ModalityText:
+	case ModalityText, ModalityAudio:
 		return nil
-	case ModalityAudio:
-		return Invalid(CodeUnsupported, param, "audio output is not available in this Parley version; use [\"text\"]")
 	}
 	return Invalid(CodeInvalidValue, param, "unknown output modality %q", m[0])
 }

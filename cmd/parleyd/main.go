@@ -50,6 +50,7 @@ type Main struct {
 	Addr  net.Addr
 
 	httpServer *http.Server
+	closeVoice func()
 	stopSweep  context.CancelFunc
 	sweepDone  chan struct{}
 }
@@ -123,12 +124,17 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	rec, syn, closeVoice, err := BuildVoice(cfg, os.Getenv)
+	if err != nil {
+		return err
+	}
+	m.closeVoice = closeVoice
 	auth, generated, err := gateway.BootstrapKeys(ctx, store, cfg.Auth.APIKey)
 	if err != nil {
 		return err
 	}
 	gw, err := gateway.New(gateway.Options{
-		Agents: agents, Store: store, Auth: auth,
+		Agents: agents, Store: store, Auth: auth, Recognizer: rec, Synthesizer: syn,
 		Retention:       storage.Retention{TranscriptDays: cfg.Retention.TranscriptDays, MetadataDays: cfg.Retention.MetadataDays},
 		AllowedOrigins:  cfg.Realtime.AllowedOrigins,
 		ReadLimit:       cfg.Realtime.ReadLimitBytes,
@@ -286,6 +292,9 @@ func (m *Main) Close() error {
 		m.stopSweep()
 		<-m.sweepDone
 	}
+	if m.closeVoice != nil {
+		m.closeVoice()
+	}
 	if m.Store != nil {
 		if err := m.Store.Close(); err != nil {
 			errs = append(errs, err)
@@ -299,7 +308,8 @@ func (m *Main) Close() error {
 func BuildAgents(cfg *config.Config, getenv func(string) string) (map[string]*agent.Agent, error) {
 	agents := make(map[string]*agent.Agent, len(cfg.Agents))
 	for i, ac := range cfg.Agents {
-		a := &agent.Agent{ID: ac.ID, Name: ac.Name, Instructions: ac.Instructions, Greeting: ac.Greeting, TopK: ac.TopK}
+		a := &agent.Agent{ID: ac.ID, Name: ac.Name, Instructions: ac.Instructions, Greeting: ac.Greeting, TopK: ac.TopK,
+			Voice: ac.Voice, Language: ac.Language}
 		if ac.KnowledgeDir != "" {
 			idx, err := knowledge.Load(ac.KnowledgeDir)
 			if err != nil {

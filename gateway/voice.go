@@ -1,0 +1,345 @@
+package gateway
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"parley/agent"
+	"parley/realtime"
+	"parley/stt"
+	"parley/tts"
+)
+
+// pcmPool holds the 16 kHz chunks handed from the loop to a recognizer
+// goroutine.
+var pcmPool = sync.Pool{New: func() any { b := make([]int16, 0, 1024); return &b }}
+
+func getPCM() *[]int16 { return pcmPool.Get().(*[]int16) }
+
+func putPCM(b *[]int16) {
+	if cap(*b) > 1<<16 {
+		return
+	}
+	*b = (*b)[:0]
+	pcmPool.Put(b)
+}
+
+// utteranceQueue bounds the audio waiting for a recognizer (in chunks; a
+// chunk is one append, typically 20-100 ms). A recognizer that falls this
+// far behind fails the transcription instead of growing memory.
+const utteranceQueue = 1024
+
+// partialEvery is how much audio passes between partial-result checks.
+const partialEvery = PipelineRate * 3 / 10 // 300 ms
+
+// utterance is one user turn of audio on its way through a recognizer.
+type utterance struct {
+	itemID   string
+	audio    chan *[]int16 // closed by the loop at commit
+	cancel   context.CancelFunc
+	closed   bool
+	failed   bool
+	samples  int64 // 16 kHz samples sent
+	startMS  int64 // audio_start_ms
+	endMS    int64 // audio_end_ms
+	prevItem *string
+
+	// Latency marks (zero when not reached).
+	speechEnd   time.Time // the audio frame that ended speech arrived
+	decided     time.Time // end of turn decided (speech_stopped sent)
+	firstResult time.Time // first partial transcript
+	final       time.Time // final transcript
+	transcript  string
+	done        bool
+}
+
+// sttMsg carries a recognizer's output to the loop.
+type sttMsg struct {
+	u       *utterance
+	delta   string
+	final   bool
+	text    string
+	err     error
+	at      time.Time
+	engineD time.Duration // time inside Final
+}
+
+// runSTT feeds an utterance's audio to a recognizer stream and reports
+// partial and final results. It owns the stream; the loop owns u except
+// for u.audio, which it only sends on and closes.
+func (s *session) runSTT(ctx context.Context, u *utterance, rec stt.Recognizer, cfg stt.StreamConfig) {
+	defer s.sttWG.Done()
+	defer u.cancel()
+	report := func(m sttMsg) {
+		m.u, m.at = u, time.Now()
+		select {
+		case s.sttCh <- m:
+		case <-ctx.Done():
+		}
+	}
+	drain := func() {
+		for b := range u.audio {
+			putPCM(b)
+		}
+	}
+	stream, err := rec.NewStream(ctx, cfg)
+	if err != nil {
+		drain()
+		if ctx.Err() == nil {
+			report(sttMsg{final: true, err: err})
+		}
+		return
+	}
+	defer stream.Close()
+	last, since := "", 0
+	var werr error
+	for b := range u.audio {
+		if werr == nil && ctx.Err() == nil {
+			werr = stream.Write(*b)
+			since += len(*b)
+		}
+		putPCM(b)
+		if werr == nil && since >= partialEvery {
+			since = 0
+			if p := stream.Partial(); p != last && strings.HasPrefix(p, last) {
+				report(sttMsg{delta: p[len(last):]})
+				last = p
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if werr != nil {
+		report(sttMsg{final: true, err: werr})
+		return
+	}
+	start := time.Now()
+	text, err := stream.Final(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	report(sttMsg{final: true, text: strings.TrimSpace(text), err: err, engineD: time.Since(start)})
+}
+
+// audioMsg carries synthesized, encoded audio to the loop.
+type audioMsg struct {
+	r        *response
+	b64      *[]byte // one delta's payload
+	ms       float64 // its duration
+	sentence int     // index of the sentence it belongs to
+	endOf    int     // >= 0: sentence endOf is fully synthesized (b64 nil)
+	done     bool    // all sentences spoken
+	err      error
+	at       time.Time
+}
+
+// speaker is the loop's side of one response's synthesis: sentences wait in
+// pending until the synthesizer goroutine's channel has room (the loop
+// never blocks on it), and the channel is closed once the agent is done
+// and everything was handed over.
+type speaker struct {
+	splitter     *tts.SentenceSplitter
+	ch           chan string
+	pending      []string
+	textDone     bool
+	closed       bool
+	sentences    []spokenSentence // in order, as synthesized
+	audioMS      float64          // audio sent so far
+	audioDone    bool
+	firstAudio   time.Time
+	firstWritten atomic.Int64
+}
+
+// spokenSentence is a sentence and where its audio ends in the response.
+type spokenSentence struct {
+	text  string
+	endMS float64 // 0 until fully synthesized
+}
+
+// pump hands pending sentences to the synthesizer without blocking.
+func (sp *speaker) pump() {
+	for len(sp.pending) > 0 && !sp.closed {
+		select {
+		case sp.ch <- sp.pending[0]:
+			sp.pending = sp.pending[1:]
+		default:
+			return
+		}
+	}
+	if sp.textDone && len(sp.pending) == 0 && !sp.closed {
+		sp.closed = true
+		close(sp.ch)
+	}
+}
+
+// queue adds a sentence for synthesis.
+func (sp *speaker) queue(text string) {
+	sp.pending = append(sp.pending, text)
+	sp.sentences = append(sp.sentences, spokenSentence{text: text})
+}
+
+// heardText is the part of the reply the user has heard by now: audio is
+// played from the moment its first delta was written, in real time, up to
+// what was sent. Whole sentences that finished playing are kept, and the
+// sentence playing now is cut in proportion to its audio played.
+func (sp *speaker) heardText(now time.Time) string {
+	first := sp.firstWritten.Load()
+	if first == 0 {
+		return ""
+	}
+	played := float64(now.UnixNano()-first) / 1e6
+	if played > sp.audioMS {
+		played = sp.audioMS
+	}
+	var b strings.Builder
+	start := 0.0
+	for _, sen := range sp.sentences {
+		end := sen.endMS
+		if end == 0 { // still being synthesized: its length so far
+			end = sp.audioMS
+		}
+		if end <= played && sen.endMS > 0 {
+			b.WriteString(sen.text)
+			start = end
+			continue
+		}
+		if played > start && end > start {
+			words := strings.Fields(sen.text)
+			n := int(float64(len(words)) * (played - start) / (end - start))
+			if n > 0 {
+				if b.Len() > 0 && !strings.HasSuffix(b.String(), " ") {
+					b.WriteByte(' ')
+				}
+				b.WriteString(strings.Join(words[:n], " "))
+			}
+		}
+		break
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// stop closes the channel whatever is pending (the response ended).
+func (sp *speaker) stop() {
+	sp.pending = nil
+	if !sp.closed {
+		sp.closed = true
+		close(sp.ch)
+	}
+}
+
+func (s *session) runTTS(ctx context.Context, r *response, syn tts.Synthesizer, enc *outputEncoder, req tts.Request, sentences <-chan string) {
+	defer s.ttsWG.Done()
+	send := func(m audioMsg) bool {
+		m.r, m.at = r, time.Now()
+		select {
+		case s.audioCh <- m:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	idx := 0
+	emit := func(b64 *[]byte, ms float64) error {
+		if !send(audioMsg{b64: b64, ms: ms, sentence: idx, endOf: -1}) {
+			putBuf(b64)
+			return ctx.Err()
+		}
+		return nil
+	}
+	fail := func(err error) {
+		send(audioMsg{err: err, endOf: -1})
+		for range sentences { // the loop closes it when it ends the response
+		}
+	}
+	for text := range sentences {
+		req.Text = text
+		err := syn.Synthesize(ctx, req, func(pcm []int16) error { return enc.push(pcm, emit) })
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			fail(err)
+			return
+		}
+		if !send(audioMsg{endOf: idx}) {
+			return
+		}
+		idx++
+	}
+	if err := enc.flush(emit); err != nil {
+		if ctx.Err() == nil {
+			send(audioMsg{err: err, endOf: -1})
+		}
+		return
+	}
+	send(audioMsg{done: true, endOf: -1})
+}
+
+// onAudio applies a synthesizer message to the active response.
+func (s *session) onAudio(m audioMsg) {
+	r := m.r
+	if r != s.active || r.finished || r.speaker == nil {
+		if m.b64 != nil {
+			putBuf(m.b64)
+		}
+		return
+	}
+	sp := r.speaker
+	switch {
+	case m.err != nil:
+		s.finishResponse(r, realtime.StatusFailed, "", &agent.Error{Code: tts.Code(m.err, "tts_error"), Message: "speech synthesis failed", Err: m.err})
+	case m.b64 != nil:
+		if sp.firstAudio.IsZero() {
+			sp.firstAudio = m.at
+		}
+		s.evSeq++
+		bp := getBuf()
+		*bp = realtime.AppendAudioDelta((*bp)[:0], s.evPrefix, s.evSeq, r.id, r.item.ID, 0, 0, *m.b64)
+		putBuf(m.b64)
+		sp.audioMS += m.ms
+		_ = s.out.enqueueAudio(bp, r.id, &sp.firstWritten)
+	case m.endOf >= 0:
+		if m.endOf < len(sp.sentences) {
+			sp.sentences[m.endOf].endMS = sp.audioMS
+		}
+		sp.pump()
+	case m.done:
+		sp.audioDone = true
+		if r.agentDone {
+			s.finishResponse(r, realtime.StatusCompleted, "", nil)
+		}
+	}
+}
+
+// bargeIn ends the active response because the user started speaking.
+func (s *session) bargeIn() {
+	r := s.active
+	if r == nil {
+		return
+	}
+	s.srv.metrics.bargeIns.Inc()
+	s.finishResponse(r, realtime.StatusCancelled, "turn_detected", nil)
+}
+
+// checkVoiceSettings refuses settings the configured engines cannot serve.
+func (s *session) checkVoiceSettings() *realtime.Error {
+	m := s.state.OutputModalities
+	if len(m) == 1 && m[0] == realtime.ModalityAudio && s.srv.opts.Synthesizer == nil {
+		return realtime.Invalid(realtime.CodeUnsupported, "session.output_modalities", "this gateway has no speech synthesizer configured; use [\"text\"]")
+	}
+	return nil
+}
+
+// cancelPendingSTT stops recognizers still working on committed turns.
+func (s *session) cancelPendingSTT() {
+	for _, u := range s.inflight {
+		if !u.done {
+			u.cancel()
+		}
+	}
+	s.inflight = nil
+}

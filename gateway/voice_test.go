@@ -1,0 +1,240 @@
+package gateway
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"parley/media"
+	"parley/realtime"
+	"parley/storage"
+)
+
+func loadFixture(t *testing.T, name string) []int16 {
+	t.Helper()
+	f, err := os.Open("../testdata/audio/" + name + ".wav")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	pcm, rate, err := media.DecodeWAV(f)
+	if err != nil || rate != 24000 {
+		t.Fatalf("fixture %s: rate %d err %v", name, rate, err)
+	}
+	return pcm
+}
+
+// sendPCM appends 24 kHz PCM in 20 ms chunks (faster than real time, within
+// the gateway's allowance).
+func (c *client) sendPCM(pcm []int16) {
+	c.t.Helper()
+	var b []byte
+	for i := 0; i < len(pcm); i += 480 {
+		end := min(i+480, len(pcm))
+		b = media.PCM16LEToBytes(b[:0], pcm[i:end])
+		ev, _ := json.Marshal(map[string]string{"type": "input_audio_buffer.append", "audio": base64.StdEncoding.EncodeToString(b)})
+		c.send(string(ev))
+	}
+}
+
+func silence(ms int) []int16 { return make([]int16, ms*24) }
+
+func voiceHarness(t *testing.T, rec *fakeRecognizer, syn *toneSynth, deltas []string) *harness {
+	return newHarness(t, &scriptAgent{deltas: deltas}, func(o *Options) {
+		o.Recognizer = rec
+		o.Synthesizer = syn
+	})
+}
+
+func TestVoiceTurnEndToEnd(t *testing.T) {
+	rec := &fakeRecognizer{text: "what is parley"}
+	h := voiceHarness(t, rec, &toneSynth{}, []string{"Parley is a gateway. ", "It speaks ", "the realtime protocol."})
+	c := h.mustDial()
+	c.send(`{"type":"session.update","session":{"output_modalities":["audio"]}}`)
+	c.until(realtime.TypeSessionUpdated)
+	c.sendPCM(loadFixture(t, "what_is_parley"))
+
+	evs := c.until(realtime.TypeResponseDone)
+	seen := map[string]int{}
+	var order []string
+	var audioBytes int
+	var transcript string
+	for _, ev := range evs {
+		typ := ev["type"].(string)
+		if seen[typ] == 0 {
+			order = append(order, typ)
+		}
+		seen[typ]++
+		switch typ {
+		case realtime.TypeOutputAudioDelta:
+			b, err := base64.StdEncoding.DecodeString(ev["delta"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			audioBytes += len(b)
+		case realtime.TypeTranscriptionCompleted:
+			transcript = ev["transcript"].(string)
+		case realtime.TypeError:
+			t.Fatalf("error event %v", ev)
+		}
+	}
+	want := []string{"input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped", "input_audio_buffer.committed",
+		"conversation.item.added", "conversation.item.input_audio_transcription.completed", "conversation.item.done",
+		"response.created", "response.output_item.added", "response.content_part.added",
+		"response.output_audio_transcript.delta", "response.output_audio.delta", "response.output_audio.done",
+		"response.output_audio_transcript.done", "response.content_part.done", "response.output_item.done", "response.done"}
+	idx := 0
+	for _, typ := range order {
+		if idx < len(want) && typ == want[idx] {
+			idx++
+		}
+	}
+	if idx != len(want) {
+		t.Fatalf("event order\n got %v\nwant (in order) %v", order, want)
+	}
+	if seen[realtime.TypeSpeechStarted] != 1 || seen[realtime.TypeSpeechStopped] != 1 {
+		t.Fatalf("speech edges %v", seen)
+	}
+	if transcript != "what is parley" {
+		t.Fatalf("transcript %q", transcript)
+	}
+	// "Parley is a gateway. It speaks the realtime protocol." = 53 chars =
+	// 530 ms of audio at 24 kHz, 16-bit.
+	if audioBytes < 500*48 || audioBytes > 600*48 {
+		t.Fatalf("audio bytes %d", audioBytes)
+	}
+	final := evs[len(evs)-1]["response"].(map[string]any)
+	out := final["output"].([]any)[0].(map[string]any)["content"].([]any)[0].(map[string]any)
+	if final["status"] != "completed" || out["type"] != "output_audio" || out["transcript"] != "Parley is a gateway. It speaks the realtime protocol." {
+		t.Fatalf("final %v", final)
+	}
+	// The recognizer heard the utterance with its prefix padding, not the
+	// whole second of silence after it.
+	rec.mu.Lock()
+	heard := rec.samples[0]
+	rec.mu.Unlock()
+	if heard < PipelineRate || heard > 4*PipelineRate {
+		t.Fatalf("recognizer got %d samples", heard)
+	}
+	c.conn.CloseNow()
+	waitNoSessions(t, h.gw)
+	_ = h.gw.Close()
+	_, turns, _ := h.store.onlyConversation()
+	if len(turns) != 2 || turns[0].Text != "what is parley" || turns[0].Role != storage.RoleUser ||
+		turns[1].Text != "Parley is a gateway. It speaks the realtime protocol." {
+		t.Fatalf("turns %+v", turns)
+	}
+}
+
+func TestBargeIn(t *testing.T) {
+	rec := &fakeRecognizer{text: "tell me everything"}
+	long := strings.Repeat("This is a long sentence about Parley. ", 20)
+	h := voiceHarness(t, rec, &toneSynth{realtime: true}, []string{long})
+	c := h.mustDial()
+	c.send(`{"type":"session.update","session":{"output_modalities":["audio"]}}`)
+	c.until(realtime.TypeSessionUpdated)
+	speech := loadFixture(t, "what_is_parley")
+	c.sendPCM(speech)
+	c.until(realtime.TypeOutputAudioDelta)
+
+	// A cough during playback must not interrupt.
+	c.sendPCM(loadFixture(t, "noise_cough"))
+	time.Sleep(300 * time.Millisecond)
+	// Speech does, at once.
+	start := time.Now()
+	c.sendPCM(speech)
+	var final map[string]any
+	sawStarted := false
+	for {
+		ev := c.next()
+		switch ev["type"] {
+		case realtime.TypeSpeechStarted:
+			sawStarted = true
+		case realtime.TypeResponseDone:
+			final = ev["response"].(map[string]any)
+		}
+		if final != nil {
+			break
+		}
+	}
+	if !sawStarted || final["status"] != "cancelled" || final["status_details"].(map[string]any)["reason"] != "turn_detected" {
+		t.Fatalf("barge-in: started %v final %v", sawStarted, final)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("barge-in took %v", d)
+	}
+	heard := final["output"].([]any)[0].(map[string]any)["content"].([]any)[0].(map[string]any)["transcript"].(string)
+	if heard == "" || len(heard) >= len(strings.TrimSpace(long)) || !strings.HasPrefix(strings.TrimSpace(long), heard) {
+		t.Fatalf("kept transcript %q", heard)
+	}
+	c.conn.CloseNow()
+	waitNoSessions(t, h.gw)
+	_ = h.gw.Close()
+	_, turns, _ := h.store.onlyConversation()
+	if len(turns) < 2 || turns[1].Status != storage.TurnCancelled || turns[1].Text != heard {
+		t.Fatalf("stored turns %+v (heard %q)", turns, heard)
+	}
+}
+
+func TestManualCommitAndBadAudio(t *testing.T) {
+	rec := &fakeRecognizer{text: "hello"}
+	h := voiceHarness(t, rec, &toneSynth{}, []string{"Hi!"})
+	c := h.mustDial()
+	c.send(`{"type":"session.update","session":{"audio":{"input":{"turn_detection":null}}}}`)
+	c.until(realtime.TypeSessionUpdated)
+
+	c.send(`{"type":"input_audio_buffer.commit","event_id":"empty"}`)
+	if ev := c.next(); ev["error"].(map[string]any)["code"] != "input_audio_buffer_commit_empty" {
+		t.Fatal(ev)
+	}
+	for _, tt := range []struct{ in, code string }{
+		{`{"type":"input_audio_buffer.append","audio":"not base64!!"}`, realtime.CodeInvalidValue},
+		{`{"type":"input_audio_buffer.append","audio":"AA=="}`, realtime.CodeInvalidValue}, // 1 byte: half a sample
+		{`{"type":"input_audio_buffer.append","audio":""}`, realtime.CodeInvalidValue},
+	} {
+		c.send(tt.in)
+		if ev := c.next(); ev["type"] != "error" || ev["error"].(map[string]any)["code"] != tt.code {
+			t.Fatalf("%s: %v", tt.in, ev)
+		}
+	}
+	c.sendPCM(loadFixture(t, "hello"))
+	c.send(`{"type":"input_audio_buffer.commit"}`)
+	c.send(`{"type":"response.create"}`) // waits for the transcript
+	evs := c.until(realtime.TypeResponseDone)
+	var types []string
+	for _, ev := range evs {
+		types = append(types, ev["type"].(string))
+	}
+	joined := strings.Join(types, ",")
+	if !strings.Contains(joined, "input_audio_buffer.committed") || strings.Contains(joined, "speech_started") ||
+		strings.Index(joined, "transcription.completed") > strings.Index(joined, "response.created") {
+		t.Fatalf("manual flow %v", types)
+	}
+	c.send(`{"type":"input_audio_buffer.clear"}`)
+	if ev := c.next(); ev["type"] != realtime.TypeAudioCleared {
+		t.Fatal(ev)
+	}
+	// Opus declared, garbage sent.
+	c.send(`{"type":"session.update","session":{"audio":{"input":{"format":{"type":"audio/opus"}}}}}`)
+	c.until(realtime.TypeSessionUpdated)
+	c.send(`{"type":"input_audio_buffer.append","audio":"` + base64.StdEncoding.EncodeToString([]byte{0x03, 0x00}) /* code 3 with zero frames: not Opus */ + `"}`)
+	if ev := c.next(); ev["error"].(map[string]any)["code"] != "invalid_opus_packet" {
+		t.Fatal(ev)
+	}
+}
+
+func TestVoiceRefusedWithoutEngines(t *testing.T) {
+	h := newHarness(t, &scriptAgent{deltas: []string{"x"}}, nil)
+	c := h.mustDial()
+	c.send(`{"type":"input_audio_buffer.append","audio":"AAAA"}`)
+	if ev := c.next(); ev["error"].(map[string]any)["code"] != realtime.CodeUnsupported {
+		t.Fatal(ev)
+	}
+	c.send(`{"type":"session.update","session":{"output_modalities":["audio"]}}`)
+	if ev := c.next(); ev["error"].(map[string]any)["code"] != realtime.CodeUnsupported {
+		t.Fatal(ev)
+	}
+}
