@@ -481,11 +481,9 @@ func (c *Config) Validate() error {
 	positive("shutdown.drain_timeout", c.Shutdown.DrainTimeout)
 	v := c.Voice
 	switch v.STTEngine {
-	case EnginePocketsphinx, EngineNone:
-	case EngineOpenAI:
-		bad("voice.stt_engine", "the openai speech-to-text engine is not in this version yet (want pocketsphinx or none)")
+	case EnginePocketsphinx, EngineOpenAI, EngineNone:
 	default:
-		bad("voice.stt_engine", "unknown engine %q (want pocketsphinx or none)", v.STTEngine)
+		bad("voice.stt_engine", "unknown engine %q (want pocketsphinx, openai or none)", v.STTEngine)
 	}
 	switch v.TTSEngine {
 	case EngineEspeak, EngineOpenAI, EngineNone:

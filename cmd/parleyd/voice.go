@@ -7,6 +7,7 @@ import (
 
 	"parley/config"
 	"parley/stt"
+	sttopenai "parley/stt/openai"
 	"parley/stt/pocketsphinx"
 	"parley/tts"
 	"parley/tts/espeak"
@@ -24,6 +25,18 @@ func BuildVoice(cfg *config.Config, getenv func(string) string) (rec stt.Recogni
 			Dict: v.Pocketsphinx.Dict, MaxDecoders: v.Pocketsphinx.MaxDecoders})
 		if err != nil {
 			return nil, nil, close, fmt.Errorf("voice.pocketsphinx: %w", err)
+		}
+		rec, close = r, func() { _ = r.Close() }
+	case config.EngineOpenAI:
+		o := v.OpenAISTT
+		key := ""
+		if o.APIKeyEnv != "" {
+			key = getenv(o.APIKeyEnv)
+		}
+		r, err := sttopenai.New(sttopenai.Config{BaseURL: o.BaseURL, APIKey: key, Model: o.Model,
+			Timeout: o.Timeout, MaxConcurrent: o.MaxConcurrent, SampleRate: 16000})
+		if err != nil {
+			return nil, nil, close, fmt.Errorf("voice.openai_stt: %w", err)
 		}
 		rec, close = r, func() { _ = r.Close() }
 	}
