@@ -333,6 +333,7 @@ func (s *session) onSTT(m sttMsg) {
 	}
 	u.done = true
 	u.final = m.at
+	u.sttFinal = m.engineD
 	s.pendingTranscripts--
 	it := s.byID[u.itemID]
 	if m.err != nil || u.failed {
@@ -399,4 +400,12 @@ func compactInflight(us []*utterance) []*utterance {
 		us[i] = nil
 	}
 	return out
+}
+
+// listenSilenceMS is the silence the turn detector waits for.
+func (s *session) listenSilenceMS() int {
+	if s.listen == nil || s.listen.turn == nil {
+		return 0
+	}
+	return s.listen.turnCfg.SilenceDurationMS
 }

@@ -24,6 +24,8 @@ type metrics struct {
 	storageErrors   prometheus.Counter
 	sweptRows       prometheus.Counter
 	bargeIns        prometheus.Counter
+	voiceStages     *prometheus.HistogramVec
+	voiceGateway    prometheus.Histogram
 }
 
 var knownClientEvents = map[string]bool{
@@ -60,9 +62,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Expired rows deleted by the retention sweeper."}),
 		bargeIns: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_realtime_barge_ins_total",
 			Help: "Responses cut short because the user started speaking."}),
+		voiceStages: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "parley_voice_turn_seconds",
+			Help:    "Spoken turns: from the end of the user's speech to each stage (end_of_turn, first_partial, final_transcript, first_token, first_audio, first_audio_sent).",
+			Buckets: latency}, []string{"stage"}),
+		voiceGateway: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_voice_gateway_added_seconds",
+			Help: "Spoken turns: speech end to first audio sent, minus the silence wait and the time inside engines.", Buckets: latency}),
 	}
 	reg.MustRegister(m.sessionsActive, m.sessionsTotal, m.sessionsRefused, m.clientEvents, m.errors, m.responses,
-		m.firstToken, m.responseTime, m.gatewayAdded, m.slowClients, m.storageErrors, m.sweptRows, m.bargeIns)
+		m.firstToken, m.responseTime, m.gatewayAdded, m.slowClients, m.storageErrors, m.sweptRows, m.bargeIns,
+		m.voiceStages, m.voiceGateway)
 	return m
 }
 

@@ -222,6 +222,7 @@ func usageOf(u agent.Usage) *realtime.Usage {
 // emitDelta sends one text delta, opening the output item on the first.
 func (s *session) emitDelta(r *response, m agentMsg) {
 	if r.item == nil {
+		r.firstTokenAt = m.at
 		r.engineFirst = m.at.Sub(m.start)
 		r.item = &realtime.Item{ID: s.ids.next("item_"), Object: "realtime.item", Type: realtime.ItemMessage,
 			Status: realtime.StatusInProgress, Role: "assistant", Content: []realtime.Content{}}
@@ -337,6 +338,12 @@ func (s *session) finishResponse(r *response, status, reason string, cause error
 			OutputTokenDetails: realtime.OutputTokenDetails{TextTokens: out}}
 	}
 	lat := r.latency(now)
+	if r.speaker != nil && r.utt != nil {
+		lat.voice = voiceTimeline(r.utt, r, time.Duration(s.listenSilenceMS())*time.Millisecond)
+		if lat.voice != nil {
+			lat.voice.observe(s.srv.metrics.voiceStages, s.srv.metrics.voiceGateway)
+		}
+	}
 	r.obj.Metadata = r.metadataJSON(lat)
 	if errEv != nil {
 		s.sendError(errEv)
@@ -374,6 +381,7 @@ func (s *session) finishResponse(r *response, status, reason string, cause error
 }
 
 type latency struct {
+	voice       *voiceLatency // nil unless the response answers a spoken turn with audio
 	firstToken  time.Duration // response.create decoded → first delta queued for the client
 	engineFirst time.Duration // inside Respond, until its first delta
 	gateway     time.Duration // firstToken - engineFirst: Parley's own share
@@ -403,6 +411,9 @@ func (r *response) metadataJSON(l latency) json.RawMessage {
 		p["first_token_ms"] = ms(l.firstToken)
 		p["engine_first_token_ms"] = ms(l.engineFirst)
 		p["gateway_ms"] = ms(l.gateway)
+	}
+	if v := l.voice; v != nil {
+		p["voice"] = v.metadata()
 	}
 	md["parley"] = p
 	b, _ := json.Marshal(md)

@@ -97,6 +97,7 @@ type response struct {
 	cancel         context.CancelFunc
 	requested      time.Time     // response.create decoded by the reader
 	engineFirst    time.Duration // Respond call → its first delta
+	firstTokenAt   time.Time     // the loop received the first delta
 	firstSent      time.Time     // first delta queued for the client
 	finished       bool
 	agentDone      bool

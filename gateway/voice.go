@@ -48,10 +48,11 @@ type utterance struct {
 	prevItem *string
 
 	// Latency marks (zero when not reached).
-	speechEnd   time.Time // the audio frame that ended speech arrived
-	decided     time.Time // end of turn decided (speech_stopped sent)
-	firstResult time.Time // first partial transcript
-	final       time.Time // final transcript
+	speechEnd   time.Time     // the audio frame that ended speech arrived
+	decided     time.Time     // end of turn decided (speech_stopped sent)
+	firstResult time.Time     // first partial transcript
+	final       time.Time     // final transcript
+	sttFinal    time.Duration // time inside the recognizer's Final
 	transcript  string
 	done        bool
 }
@@ -135,6 +136,7 @@ type audioMsg struct {
 	done     bool    // all sentences spoken
 	err      error
 	at       time.Time
+	ttsFirst time.Duration // with the first payload: Synthesize call to first PCM
 }
 
 // speaker is the loop's side of one response's synthesis: sentences wait in
@@ -151,6 +153,7 @@ type speaker struct {
 	audioMS      float64          // audio sent so far
 	audioDone    bool
 	firstAudio   time.Time
+	ttsFirst     time.Duration
 	firstWritten atomic.Int64
 }
 
@@ -243,8 +246,15 @@ func (s *session) runTTS(ctx context.Context, r *response, syn tts.Synthesizer, 
 		}
 	}
 	idx := 0
+	var synthStart time.Time
+	first := true
 	emit := func(b64 *[]byte, ms float64) error {
-		if !send(audioMsg{b64: b64, ms: ms, sentence: idx, endOf: -1}) {
+		m := audioMsg{b64: b64, ms: ms, sentence: idx, endOf: -1}
+		if first {
+			first = false
+			m.ttsFirst = time.Since(synthStart)
+		}
+		if !send(m) {
 			putBuf(b64)
 			return ctx.Err()
 		}
@@ -257,6 +267,7 @@ func (s *session) runTTS(ctx context.Context, r *response, syn tts.Synthesizer, 
 	}
 	for text := range sentences {
 		req.Text = text
+		synthStart = time.Now()
 		err := syn.Synthesize(ctx, req, func(pcm []int16) error { return enc.push(pcm, emit) })
 		if ctx.Err() != nil {
 			return
@@ -295,6 +306,7 @@ func (s *session) onAudio(m audioMsg) {
 	case m.b64 != nil:
 		if sp.firstAudio.IsZero() {
 			sp.firstAudio = m.at
+			sp.ttsFirst = m.ttsFirst
 		}
 		s.evSeq++
 		bp := getBuf()

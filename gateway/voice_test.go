@@ -111,6 +111,16 @@ func TestVoiceTurnEndToEnd(t *testing.T) {
 	if final["status"] != "completed" || out["type"] != "output_audio" || out["transcript"] != "Parley is a gateway. It speaks the realtime protocol." {
 		t.Fatalf("final %v", final)
 	}
+	voice := final["metadata"].(map[string]any)["parley"].(map[string]any)["voice"].(map[string]any)
+	stages := voice["from_speech_end_ms"].(map[string]any)
+	for _, k := range []string{"end_of_turn", "final_transcript", "first_token", "first_audio", "first_audio_sent"} {
+		if v, ok := stages[k].(float64); !ok || v <= 0 {
+			t.Fatalf("voice latency %s = %v (%v)", k, stages[k], voice)
+		}
+	}
+	if stages["end_of_turn"].(float64) > stages["first_audio_sent"].(float64) {
+		t.Fatalf("timeline out of order: %v", stages)
+	}
 	// The recognizer heard the utterance with its prefix padding, not the
 	// whole second of silence after it.
 	rec.mu.Lock()
