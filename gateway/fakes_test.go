@@ -185,3 +185,22 @@ func (a *scriptAgent) lastRequest() *agent.Request {
 type staticRetriever []agent.Passage
 
 func (s staticRetriever) Search(string, int) []agent.Passage { return s }
+
+func (m *memStore) TruncateTurnText(_ context.Context, tenant, conv, item, text string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ts := m.turns[conv]
+	for i := range ts {
+		if ts[i].ID == item && ts[i].TenantID == tenant {
+			if ts[i].TextStored {
+				ts[i].Text = text
+			}
+			return nil
+		}
+	}
+	return storage.ErrNotFound
+}
+
+func (m *memStore) WriteBatch(ctx context.Context, ws []storage.Write) ([]error, error) {
+	return storage.WriteEach(ctx, m, ws)
+}

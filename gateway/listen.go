@@ -208,6 +208,9 @@ func (s *session) startUtterance(startMS int64) *utterance {
 	if len(s.inflight) > 64 {
 		s.inflight = compactInflight(s.inflight)
 	}
+	if s.sttCh == nil {
+		s.sttCh = make(chan sttMsg, 4)
+	}
 	s.sttWG.Add(1)
 	cfg := stt.StreamConfig{Language: s.agent.Language}
 	if t := s.state.Audio.Input.Transcription; t != nil {
@@ -362,7 +365,17 @@ func (s *session) onSTT(m sttMsg) {
 	if !u.speechEnd.IsZero() {
 		started = u.speechEnd.Add(-time.Duration(u.endMS-u.startMS) * time.Millisecond)
 	}
-	s.persistTurn(u.itemID, storage.RoleUser, m.text, storage.TurnCompleted, started, m.at, storage.Latency{})
+	var lat storage.Latency
+	if !u.speechEnd.IsZero() {
+		since := func(t time.Time) int64 {
+			if t.IsZero() {
+				return 0
+			}
+			return t.Sub(u.speechEnd).Milliseconds()
+		}
+		lat = storage.Latency{EndOfTurnMS: since(u.decided), FirstPartialMS: since(u.firstResult), FinalTranscriptMS: since(u.final)}
+	}
+	s.persistTurn(u.itemID, storage.RoleUser, m.text, storage.TurnCompleted, started, m.at, lat)
 	s.lastUtterance = u
 	s.afterTranscript(m.text != "")
 }

@@ -35,6 +35,7 @@ func putBuf(b *[]byte) {
 // costs no writer stack.
 type outbox struct {
 	conn         *websocket.Conn
+	cc           *corkConn // nil when the connection was not hijacked through hijackRW
 	max          int
 	writeTimeout time.Duration
 
@@ -145,15 +146,30 @@ func (o *outbox) run() {
 
 		ctx, cancel := context.WithTimeout(context.Background(), o.writeTimeout)
 		var err error
+		var wrote []*atomic.Int64 // clocks to stamp once the batch is on the socket
+		if o.cc != nil {
+			o.cc.cork()
+		}
 		for i, it := range batch {
 			if err == nil {
 				err = o.conn.Write(ctx, websocket.MessageText, *it.b)
 				if err == nil && it.written != nil && it.written.Load() == 0 {
-					it.written.Store(time.Now().UnixNano())
+					wrote = append(wrote, it.written)
 				}
 			}
 			putBuf(it.b)
 			batch[i] = outItem{}
+		}
+		if o.cc != nil {
+			if uerr := o.cc.uncork(o.writeTimeout); err == nil {
+				err = uerr
+			}
+		}
+		if err == nil {
+			now := time.Now().UnixNano()
+			for _, w := range wrote {
+				w.CompareAndSwap(0, now)
+			}
 		}
 		cancel()
 		o.mu.Lock()

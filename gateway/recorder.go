@@ -30,6 +30,12 @@ type recordJob struct {
 	create    *storage.Conversation
 	turn      *storage.Turn
 	end       *endJob
+	truncate  *truncateJob
+}
+
+// truncateJob shortens a stored turn's text to what the user heard.
+type truncateJob struct {
+	tenantID, conversationID, itemID, text string
 }
 
 type endJob struct {
@@ -62,50 +68,98 @@ func (r *recorder) close() {
 	r.wg.Wait()
 }
 
+// maxBatch bounds the writes of one storage transaction.
+const maxBatch = 64
+
+// work writes one shard's jobs: it takes what has queued up (at most
+// maxBatch) and writes it in one transaction, so under load many turns
+// share a commit while a lone turn is written at once.
 func (r *recorder) work(jobs <-chan recordJob) {
 	defer r.wg.Done()
+	batch := make([]recordJob, 0, maxBatch)
+	writes := make([]storage.Write, 0, maxBatch)
 	for j := range jobs {
-		r.do(j)
+		batch = append(batch[:0], j)
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case j, ok := <-jobs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, j)
+			default:
+				break fill
+			}
+		}
+		writes = writes[:0]
+		for _, j := range batch {
+			writes = append(writes, j.write())
+		}
+		r.flush(batch, writes)
+		for i := range batch {
+			batch[i] = recordJob{}
+		}
 	}
 }
 
-func (r *recorder) do(j recordJob) {
+func (j recordJob) write() storage.Write {
+	switch {
+	case j.create != nil:
+		return storage.Write{Create: j.create}
+	case j.turn != nil:
+		return storage.Write{Turn: j.turn}
+	case j.end != nil:
+		return storage.Write{End: &storage.EndWrite{TenantID: j.end.tenantID, ID: j.end.id, At: j.end.at}}
+	default:
+		t := j.truncate
+		return storage.Write{Truncate: &storage.TruncateWrite{TenantID: t.tenantID, ConversationID: t.conversationID, ItemID: t.itemID, Text: t.text}}
+	}
+}
+
+// flush writes a batch, retrying the whole batch when the store fails (a
+// failed batch applies nothing). Per-write outcomes: a conflict means a
+// retried write had landed, not-found means the conversation row is
+// missing (its own write failed and was reported); anything else is
+// reported here.
+func (r *recorder) flush(batch []recordJob, writes []storage.Write) {
+	var errs []error
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		switch {
-		case j.create != nil:
-			err = r.store.CreateConversation(ctx, j.create)
-			if errors.Is(err, storage.ErrConflict) {
-				err = nil // a retried insert that had landed
-			}
-		case j.turn != nil:
-			err = r.store.AppendTurn(ctx, j.turn)
-			if errors.Is(err, storage.ErrConflict) {
-				err = nil
-			}
-		case j.end != nil:
-			err = r.store.EndConversation(ctx, j.end.tenantID, j.end.id, j.end.at)
-		}
+		errs, err = r.store.WriteBatch(ctx, writes)
 		cancel()
-		if err == nil || errors.Is(err, storage.ErrNotFound) {
+		if err == nil {
 			break
 		}
 	}
-	if err != nil {
-		r.metrics.storageErrors.Inc()
-		ev := r.log.Error().Err(err).Str("session_id", j.sessionID)
-		switch {
-		case j.create != nil:
-			ev = ev.Str("conversation_id", j.create.ID).Str("op", "create_conversation")
-		case j.turn != nil:
-			ev = ev.Str("conversation_id", j.turn.ConversationID).Str("item_id", j.turn.ID).Str("op", "append_turn")
-		case j.end != nil:
-			ev = ev.Str("conversation_id", j.end.id).Str("op", "end_conversation")
+	for i, j := range batch {
+		e := err
+		if e == nil && i < len(errs) {
+			e = errs[i]
 		}
-		ev.Msg("storage write failed")
+		if e == nil || errors.Is(e, storage.ErrConflict) || errors.Is(e, storage.ErrNotFound) {
+			continue
+		}
+		r.report(j, e)
 	}
+}
+
+func (r *recorder) report(j recordJob, err error) {
+	r.metrics.storageErrors.Inc()
+	ev := r.log.Error().Err(err).Str("session_id", j.sessionID)
+	switch {
+	case j.create != nil:
+		ev = ev.Str("conversation_id", j.create.ID).Str("op", "create_conversation")
+	case j.turn != nil:
+		ev = ev.Str("conversation_id", j.turn.ConversationID).Str("item_id", j.turn.ID).Str("op", "append_turn")
+	case j.end != nil:
+		ev = ev.Str("conversation_id", j.end.id).Str("op", "end_conversation")
+	case j.truncate != nil:
+		ev = ev.Str("conversation_id", j.truncate.conversationID).Str("item_id", j.truncate.itemID).Str("op", "truncate_turn")
+	}
+	ev.Msg("storage write failed")
 }

@@ -98,7 +98,13 @@ func (s *session) startResponse(p *realtime.ResponseParams, at time.Time) *realt
 
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
+	if s.agentCh == nil {
+		s.agentCh = make(chan agentMsg, 4)
+	}
 	if audio {
+		if s.audioCh == nil {
+			s.audioCh = make(chan audioMsg, 8)
+		}
 		syn := s.srv.opts.Synthesizer
 		enc, err := newOutputEncoder(s.state.Audio.Output.Format, syn.SampleRate())
 		if err != nil {
@@ -299,6 +305,9 @@ func (s *session) finishResponse(r *response, status, reason string, cause error
 		s.send(&realtime.OutputItemEvent{Type: realtime.TypeOutputItemDone, EventID: s.nextEventID(), ResponseID: r.id, Item: r.item})
 		if r.inConversation {
 			s.send(&realtime.ItemEvent{Type: realtime.TypeItemDone, EventID: s.nextEventID(), PreviousItemID: r.prevItemID, Item: r.item})
+			if status == realtime.StatusCompleted {
+				s.rememberSpoken(r.item.ID, r.speaker)
+			}
 		}
 		r.obj.Output = []*realtime.Item{r.item}
 	} else if r.item != nil {
@@ -373,10 +382,16 @@ func (s *session) finishResponse(r *response, status, reason string, cause error
 		case realtime.StatusFailed:
 			turnStatus = storage.TurnFailed
 		}
-		s.persistTurn(r.item.ID, "assistant", text, turnStatus, r.requested, now, storage.Latency{
+		stored := storage.Latency{
 			FirstTokenMS: lat.firstToken.Milliseconds(), TotalMS: now.Sub(r.requested).Milliseconds(),
 			EngineMS: lat.engineFirst.Milliseconds(),
-		})
+		}
+		if v := lat.voice; v != nil {
+			stored.EndOfTurnMS, stored.FirstPartialMS = v.endOfTurn.Milliseconds(), v.firstPartial.Milliseconds()
+			stored.FinalTranscriptMS, stored.FirstAudioMS = v.finalTranscript.Milliseconds(), v.firstAudio.Milliseconds()
+			stored.FirstAudioSentMS = v.firstAudioSent.Milliseconds()
+		}
+		s.persistTurn(r.item.ID, "assistant", text, turnStatus, r.requested, now, stored)
 	}
 }
 

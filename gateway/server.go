@@ -223,7 +223,8 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	hw := &hijackRW{ResponseWriter: w}
+	conn, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{"realtime"},
 		OriginPatterns: s.opts.AllowedOrigins,
 	})
@@ -250,7 +251,11 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 	s.metrics.sessionsTotal.Inc()
 	s.metrics.sessionsActive.Inc()
 	sess := newSession(s, conn, a, p, "websocket")
+	sess.out.cc = hw.cc
 	sess.log.Info().Str("key_id", p.KeyID).Msg("session started")
+	// Encode the opening events here: reflection-heavy encoding would grow
+	// the session goroutine's stack for good.
+	sess.open()
 	// The session runs on its own goroutine, owned by the server (s.wg,
 	// released when it ends), and the HTTP handler returns: the hijacked
 	// connection's serving goroutine and its grown stack go away, which

@@ -50,7 +50,7 @@ type session struct {
 	active *response
 
 	inbound    chan inbound
-	agentCh    chan agentMsg
+	agentCh    chan agentMsg // made with the first response (idle sessions stay small)
 	readerDone chan struct{}
 	loopDone   chan struct{} // closed when run returns
 	agentWG    sync.WaitGroup
@@ -65,6 +65,7 @@ type session struct {
 	pendingTranscripts int
 	lastUtterance      *utterance
 	inflight           []*utterance // recognizers started, for cancellation at the end
+	spoken             map[string]*spokenItem
 }
 
 type inbound struct {
@@ -111,9 +112,6 @@ func newSession(srv *Server, conn *websocket.Conn, a *agent.Agent, p Principal, 
 		ids:        newIDGen(),
 		byID:       map[string]*realtime.Item{},
 		inbound:    make(chan inbound),
-		agentCh:    make(chan agentMsg, 4),
-		sttCh:      make(chan sttMsg, 4),
-		audioCh:    make(chan audioMsg, 8),
 		readerDone: make(chan struct{}),
 		loopDone:   make(chan struct{}),
 	}
@@ -132,15 +130,6 @@ func newSession(srv *Server, conn *websocket.Conn, a *agent.Agent, p Principal, 
 // stopped. It is called on the HTTP handler goroutine, which owns it.
 func (s *session) serve() {
 	go s.readLoop()
-
-	s.sendSession(realtime.TypeSessionCreated)
-	if s.agent.Greeting != "" {
-		it := &realtime.Item{ID: s.ids.next("item_"), Object: "realtime.item", Type: realtime.ItemMessage,
-			Status: "completed", Role: "assistant", Content: []realtime.Content{{Type: realtime.ContentOutputText, Text: s.agent.Greeting}}}
-		prev := s.insertItem(it, nil)
-		s.send(&realtime.ItemEvent{Type: realtime.TypeItemAdded, EventID: s.nextEventID(), PreviousItemID: prev, Item: it})
-		s.send(&realtime.ItemEvent{Type: realtime.TypeItemDone, EventID: s.nextEventID(), PreviousItemID: prev, Item: it})
-	}
 
 	code, reason := s.run()
 	close(s.loopDone)
@@ -179,6 +168,19 @@ func (s *session) serve() {
 }
 
 var errSessionClosed = errors.New("session closed")
+
+// open queues session.created and the agent's greeting. It runs before
+// the session goroutine starts (see Server.realtime).
+func (s *session) open() {
+	s.sendSession(realtime.TypeSessionCreated)
+	if s.agent.Greeting != "" {
+		it := &realtime.Item{ID: s.ids.next("item_"), Object: "realtime.item", Type: realtime.ItemMessage,
+			Status: "completed", Role: "assistant", Content: []realtime.Content{{Type: realtime.ContentOutputText, Text: s.agent.Greeting}}}
+		prev := s.insertItem(it, nil)
+		s.send(&realtime.ItemEvent{Type: realtime.TypeItemAdded, EventID: s.nextEventID(), PreviousItemID: prev, Item: it})
+		s.send(&realtime.ItemEvent{Type: realtime.TypeItemDone, EventID: s.nextEventID(), PreviousItemID: prev, Item: it})
+	}
+}
 
 // readLoop decodes client events into s.inbound until the connection
 // ends (serve closes it) or the loop stops taking events. It reuses pooled
@@ -326,11 +328,7 @@ func (s *session) handle(in inbound) {
 			err = realtime.Invalid(realtime.CodeItemNotFound, "item_id", "no item with id %q in this conversation", ev.ItemID)
 		}
 	case realtime.TypeItemTruncate:
-		if _, ok := s.byID[ev.ItemID]; !ok {
-			err = realtime.Invalid(realtime.CodeItemNotFound, "item_id", "no item with id %q in this conversation", ev.ItemID)
-		} else {
-			err = realtime.Invalid(realtime.CodeUnsupported, "item_id", "conversation.item.truncate applies to audio output, which this session has none of")
-		}
+		err = s.truncateItem(ev)
 	case realtime.TypeResponseCreate:
 		err = s.startResponse(ev.Response, in.at)
 	case realtime.TypeResponseCancel:
@@ -477,4 +475,12 @@ func (s *session) sendSession(typ string) {
 func (s *session) sendError(e *realtime.Error) {
 	s.srv.metrics.errors.WithLabelValues(e.Code).Inc()
 	s.send(&realtime.ErrorEvent{Type: realtime.TypeError, EventID: s.nextEventID(), Error: e})
+}
+
+// storedText is what of text the retention policy lets storage keep.
+func (s *session) storedText(text string) string {
+	if !s.srv.opts.Retention.StoresText() {
+		return ""
+	}
+	return text
 }

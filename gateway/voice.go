@@ -187,33 +187,39 @@ func (sp *speaker) queue(text string) {
 
 // heardText is the part of the reply the user has heard by now: audio is
 // played from the moment its first delta was written, in real time, up to
-// what was sent. Whole sentences that finished playing are kept, and the
-// sentence playing now is cut in proportion to its audio played.
+// what was sent.
 func (sp *speaker) heardText(now time.Time) string {
 	first := sp.firstWritten.Load()
 	if first == 0 {
 		return ""
 	}
 	played := float64(now.UnixNano()-first) / 1e6
-	if played > sp.audioMS {
-		played = sp.audioMS
+	return textUpTo(sp.sentences, sp.audioMS, played)
+}
+
+// textUpTo returns the text spoken in the first playedMS of audio: whole
+// sentences whose audio ended by then, and the sentence playing then cut in
+// proportion to its audio played (by words). audioMS is the audio
+// synthesized so far (the length of a sentence still being synthesized).
+func textUpTo(sentences []spokenSentence, audioMS, playedMS float64) string {
+	if playedMS > audioMS {
+		playedMS = audioMS
 	}
 	var b strings.Builder
 	start := 0.0
-	for _, sen := range sp.sentences {
+	for _, sen := range sentences {
 		end := sen.endMS
-		if end == 0 { // still being synthesized: its length so far
-			end = sp.audioMS
+		if end == 0 {
+			end = audioMS
 		}
-		if end <= played && sen.endMS > 0 {
+		if sen.endMS > 0 && end <= playedMS {
 			b.WriteString(sen.text)
 			start = end
 			continue
 		}
-		if played > start && end > start {
+		if playedMS > start && end > start {
 			words := strings.Fields(sen.text)
-			n := int(float64(len(words)) * (played - start) / (end - start))
-			if n > 0 {
+			if n := int(float64(len(words)) * (playedMS - start) / (end - start)); n > 0 {
 				if b.Len() > 0 && !strings.HasSuffix(b.String(), " ") {
 					b.WriteByte(' ')
 				}
@@ -354,4 +360,59 @@ func (s *session) cancelPendingSTT() {
 		}
 	}
 	s.inflight = nil
+}
+
+// spokenItem remembers how an assistant item's audio maps to its text, so
+// conversation.item.truncate can cut the text at the audio the client says
+// it played.
+type spokenItem struct {
+	sentences []spokenSentence
+	audioMS   float64
+}
+
+// maxSpokenItems bounds how many recent audio items can be truncated.
+const maxSpokenItems = 8
+
+func (s *session) rememberSpoken(itemID string, sp *speaker) {
+	if s.spoken == nil {
+		s.spoken = map[string]*spokenItem{}
+	}
+	if len(s.spoken) >= maxSpokenItems {
+		for id := range s.spoken { // drop any one; only recent items matter
+			delete(s.spoken, id)
+			break
+		}
+	}
+	s.spoken[itemID] = &spokenItem{sentences: sp.sentences, audioMS: sp.audioMS}
+}
+
+// truncateItem implements conversation.item.truncate for assistant audio.
+func (s *session) truncateItem(ev *realtime.ClientEvent) *realtime.Error {
+	it, ok := s.byID[ev.ItemID]
+	if !ok {
+		return realtime.Invalid(realtime.CodeItemNotFound, "item_id", "no item with id %q in this conversation", ev.ItemID)
+	}
+	sp, ok := s.spoken[ev.ItemID]
+	if !ok || it.Role != "assistant" {
+		return realtime.Invalid(realtime.CodeInvalidValue, "item_id", "only recent assistant items with audio can be truncated")
+	}
+	if s.active != nil && s.active.item == it {
+		return realtime.Invalid(realtime.CodeInvalidValue, "item_id", "item %q is still being spoken; cancel the response first", ev.ItemID)
+	}
+	if ev.ContentIndex != 0 {
+		return realtime.Invalid(realtime.CodeInvalidValue, "content_index", "the item has one content part (index 0)")
+	}
+	if float64(ev.AudioEndMS) > sp.audioMS+1 {
+		return realtime.Invalid(realtime.CodeInvalidValue, "audio_end_ms", "audio_end_ms %d is past the end of the item's audio (%.0f ms)", ev.AudioEndMS, sp.audioMS)
+	}
+	text := textUpTo(sp.sentences, sp.audioMS, float64(ev.AudioEndMS))
+	it.Content[0].Transcript = text
+	sp.audioMS = float64(ev.AudioEndMS)
+	s.send(&realtime.ItemTruncatedEvent{Type: realtime.TypeItemTruncated, EventID: s.nextEventID(), ItemID: it.ID,
+		ContentIndex: 0, AudioEndMS: ev.AudioEndMS})
+	if s.convStored {
+		s.srv.recorder.submit(s.convID, recordJob{sessionID: s.id, truncate: &truncateJob{
+			tenantID: s.principal.TenantID, conversationID: s.convID, itemID: it.ID, text: s.storedText(text)}})
+	}
+	return nil
 }

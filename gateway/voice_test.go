@@ -137,6 +137,9 @@ func TestVoiceTurnEndToEnd(t *testing.T) {
 		turns[1].Text != "Parley is a gateway. It speaks the realtime protocol." {
 		t.Fatalf("turns %+v", turns)
 	}
+	if l := turns[1].Latency; l.EndOfTurnMS <= 0 || l.FinalTranscriptMS < l.EndOfTurnMS || l.FirstAudioMS <= 0 {
+		t.Fatalf("stored voice latency %+v", l)
+	}
 }
 
 func TestBargeIn(t *testing.T) {
@@ -246,5 +249,43 @@ func TestVoiceRefusedWithoutEngines(t *testing.T) {
 	c.send(`{"type":"session.update","session":{"output_modalities":["audio"]}}`)
 	if ev := c.next(); ev["error"].(map[string]any)["code"] != realtime.CodeUnsupported {
 		t.Fatal(ev)
+	}
+}
+
+// A client that played only part of an answer says so with
+// conversation.item.truncate: the transcript, the model's context and the
+// stored turn keep only what was heard.
+func TestTruncateSpokenItem(t *testing.T) {
+	rec := &fakeRecognizer{text: "what is parley"}
+	// 3 sentences of 20 characters: 200 ms of tone each.
+	h := voiceHarness(t, rec, &toneSynth{}, []string{"First sentence here. ", "Second sentence now. ", "Third sentence ends."})
+	c := h.mustDial()
+	c.send(`{"type":"session.update","session":{"output_modalities":["audio"]}}`)
+	c.until(realtime.TypeSessionUpdated)
+	c.sendPCM(loadFixture(t, "what_is_parley"))
+	evs := c.until(realtime.TypeResponseDone)
+	final := evs[len(evs)-1]["response"].(map[string]any)
+	itemID := final["output"].([]any)[0].(map[string]any)["id"].(string)
+
+	c.send(`{"type":"conversation.item.truncate","item_id":"` + itemID + `","content_index":0,"audio_end_ms":99999,"event_id":"far"}`)
+	if ev := c.next(); ev["error"].(map[string]any)["param"] != "audio_end_ms" {
+		t.Fatal(ev)
+	}
+	c.send(`{"type":"conversation.item.truncate","item_id":"` + itemID + `","content_index":0,"audio_end_ms":560}`)
+	ev := c.next()
+	if ev["type"] != realtime.TypeItemTruncated || ev["audio_end_ms"] != 560.0 {
+		t.Fatal(ev)
+	}
+	c.send(`{"type":"conversation.item.retrieve","item_id":"` + itemID + `"}`)
+	got := c.next()["item"].(map[string]any)["content"].([]any)[0].(map[string]any)["transcript"]
+	if got != "First sentence here. Second sentence now. Third" {
+		t.Fatalf("truncated transcript %q", got)
+	}
+	c.conn.CloseNow()
+	waitNoSessions(t, h.gw)
+	_ = h.gw.Close()
+	_, turns, _ := h.store.onlyConversation()
+	if len(turns) != 2 || turns[1].Text != "First sentence here. Second sentence now. Third" {
+		t.Fatalf("stored %+v", turns)
 	}
 }

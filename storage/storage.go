@@ -12,6 +12,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -83,12 +84,33 @@ type Turn struct {
 	ExpiresAt  time.Time
 }
 
-// Latency holds the figures of one assistant turn, in milliseconds from the
-// moment the response was requested. Zero means "not reached".
+// Latency holds the latency figures of one turn, in milliseconds. Zero
+// means "not reached" (or, for the voice figures, not a voice turn).
+//
+// FirstTokenMS and TotalMS count from the moment the response was
+// requested. The voice figures (EndOfTurnMS through FirstAudioSentMS) all
+// count from one instant, the end of the user's speech, so they can be
+// compared with each other directly.
 type Latency struct {
 	FirstTokenMS int64 // agent's first text delta
 	TotalMS      int64 // response.done
 	EngineMS     int64 // time spent inside engines (agent, later STT/TTS)
+
+	// EndOfTurnMS is when the end of the user's turn was decided
+	// (speech_stopped), from the end of their speech.
+	EndOfTurnMS int64
+	// FirstPartialMS is when the first partial transcript arrived, from
+	// the end of the user's speech.
+	FirstPartialMS int64
+	// FinalTranscriptMS is when the final transcript arrived, from the
+	// end of the user's speech.
+	FinalTranscriptMS int64
+	// FirstAudioMS is when the first synthesized audio of the reply was
+	// produced, from the end of the user's speech.
+	FirstAudioMS int64
+	// FirstAudioSentMS is when the first audio event was written to the
+	// client, from the end of the user's speech.
+	FirstAudioSentMS int64
 }
 
 // APIKey is a stored secret key. Only a hash of the key is kept; Prefix is
@@ -118,6 +140,21 @@ type Store interface {
 	// one transaction. ErrNotFound if the conversation does not exist for
 	// t.TenantID; ErrConflict if t.ID or t.Seq is already used in it.
 	AppendTurn(ctx context.Context, t *Turn) error
+	// TruncateTurnText replaces the text of a stored turn, e.g. with the
+	// part of a spoken answer the client reports it played. A turn stored
+	// without text (TextStored false) stays without text (no error).
+	// ErrNotFound if conversationID has no turn itemID for tenantID.
+	TruncateTurnText(ctx context.Context, tenantID, conversationID, itemID, text string) error
+	// WriteBatch applies ws in order in one transaction and returns one
+	// error per write (nil, ErrNotFound, ErrConflict, ErrInvalid, or any
+	// other error the single method would have returned for it): each
+	// write has the semantics of the single method it stands for, and a
+	// write that fails does not undo the others (each runs under a
+	// savepoint). The second result is a failure of the whole batch (the
+	// context is done, the connection was lost, the commit failed): then
+	// nothing was applied and the slice is nil. Turns appended with Seq 0
+	// get their assigned Seq written back only when the batch commits.
+	WriteBatch(ctx context.Context, ws []Write) ([]error, error)
 	GetConversation(ctx context.Context, tenantID, id string) (*Conversation, error)
 	// ListTurns returns a conversation's turns in Seq order (ErrNotFound if
 	// the conversation does not exist for tenantID).
@@ -139,4 +176,67 @@ type Store interface {
 	// TouchAPIKey records a use of the key; LastUsedAt never moves back.
 	// ErrNotFound if there is no such key.
 	TouchAPIKey(ctx context.Context, id string, at time.Time) error
+}
+
+// Write is one write of a batch (see Store.WriteBatch); exactly one field
+// is set, else the write fails with ErrInvalid.
+type Write struct {
+	Create   *Conversation  // CreateConversation
+	Turn     *Turn          // AppendTurn
+	End      *EndWrite      // EndConversation
+	Truncate *TruncateWrite // TruncateTurnText
+}
+
+// EndWrite is an EndConversation in a batch.
+type EndWrite struct {
+	TenantID, ID string
+	At           time.Time
+}
+
+// TruncateWrite is a TruncateTurnText in a batch.
+type TruncateWrite struct {
+	TenantID, ConversationID, ItemID, Text string
+}
+
+// WriteEach applies ws one by one with the single methods of s. It has
+// WriteBatch's per-write results but not its atomicity: when ctx is done
+// midway it returns ctx's error with the earlier writes applied. It is
+// meant for in-memory test doubles, which can implement WriteBatch with
+// it; the real backends do not use it.
+func WriteEach(ctx context.Context, s Store, ws []Write) ([]error, error) {
+	errs := make([]error, len(ws))
+	for i, w := range ws {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		switch {
+		case !w.Valid():
+			errs[i] = ErrInvalidWrite
+		case w.Create != nil:
+			errs[i] = s.CreateConversation(ctx, w.Create)
+		case w.Turn != nil:
+			errs[i] = s.AppendTurn(ctx, w.Turn)
+		case w.End != nil:
+			errs[i] = s.EndConversation(ctx, w.End.TenantID, w.End.ID, w.End.At)
+		case w.Truncate != nil:
+			t := w.Truncate
+			errs[i] = s.TruncateTurnText(ctx, t.TenantID, t.ConversationID, t.ItemID, t.Text)
+		}
+	}
+	return errs, nil
+}
+
+// ErrInvalidWrite is the error of a Write with no field, or more than one,
+// set. It wraps ErrInvalid.
+var ErrInvalidWrite = fmt.Errorf("%w: a Write must set exactly one of Create, Turn, End, Truncate", ErrInvalid)
+
+// Valid reports whether exactly one field of w is set.
+func (w *Write) Valid() bool {
+	n := 0
+	for _, set := range []bool{w.Create != nil, w.Turn != nil, w.End != nil, w.Truncate != nil} {
+		if set {
+			n++
+		}
+	}
+	return n == 1
 }

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -44,9 +45,23 @@ func childMain(args []string) int {
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	store := fs.String("store", "sqlite", "gateway storage: sqlite or mem")
 	db := fs.String("db", "", "SQLite file (for -store sqlite)")
+	tmpdir := fs.String("tmpdir", "", "directory to remove on exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if *tmpdir != "" {
+		defer os.RemoveAll(*tmpdir)
+	}
+	// The harness ends us by closing stdin; SIGTERM (also sent by the kernel
+	// if the harness dies: Pdeathsig) and SIGINT end us the same way, so the
+	// temp dir goes with us.
+	stop := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(stop)
+	}()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	fail := func(err error) int {
 		fmt.Fprintf(os.Stderr, "%s child: %v\n", *kind, err)
 		return 1
@@ -101,9 +116,12 @@ func childMain(args []string) int {
 	go func() { _ = srv.Serve(ln) }()
 	fmt.Printf("ADDR %s\n", ln.Addr())
 
-	// Serve until the harness closes our stdin (or dies). Exiting without
-	// draining is fine: the harness is done with us and owns the temp dir.
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	// Serve until told to stop. Exiting without draining is fine: the
+	// harness is done with us.
+	select {
+	case <-stop:
+	case <-sigs:
+	}
 	return 0
 }
 
@@ -173,6 +191,9 @@ type MemStats struct {
 	RSS          uint64 `json:"rss"`     // VmRSS
 	RSSPeak      uint64 `json:"rss_hwm"` // VmHWM
 	NumGC        uint32 `json:"num_gc"`
+	TotalAlloc   uint64 `json:"total_alloc"`
+	Mallocs      uint64 `json:"mallocs"`
+	GCPauseTotal uint64 `json:"gc_pause_total_ns"`
 	NoFile       uint64 `json:"nofile_soft"`
 	// Process counters, for per-turn costs: CPU time (getrusage) and
 	// read/write system calls (/proc/self/io syscr, syscw).
@@ -193,6 +214,7 @@ func readMem(sessions int, gc bool) MemStats {
 		Sessions: sessions, Goroutines: runtime.NumGoroutine(),
 		HeapInuse: m.HeapInuse, HeapAlloc: m.HeapAlloc, HeapSys: m.HeapSys, HeapReleased: m.HeapReleased,
 		StackInuse: m.StackInuse, Sys: m.Sys, NumGC: m.NumGC,
+		TotalAlloc: m.TotalAlloc, Mallocs: m.Mallocs, GCPauseTotal: m.PauseTotalNs,
 	}
 	ms.RSS, ms.RSSPeak = procStatus("VmRSS:"), procStatus("VmHWM:")
 	ms.CPUUser, ms.CPUSys = cpuTimes()

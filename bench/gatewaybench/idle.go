@@ -54,7 +54,11 @@ func idleMemory(ctx context.Context, cfg *Config, kind string, logw io.Writer, p
 		return r, fmt.Errorf("%s: benchmem before: %w", kind, err)
 	}
 
-	progress("%s: opening %d idle connections (%d dials in parallel)", kind, cfg.Idle, cfg.DialConc)
+	if cfg.IdleTurns > 0 {
+		progress("%s: opening %d connections (%d dials in parallel), %d turn(s) each, then idle", kind, cfg.Idle, cfg.DialConc, cfg.IdleTurns)
+	} else {
+		progress("%s: opening %d idle connections (%d dials in parallel)", kind, cfg.Idle, cfg.DialConc)
+	}
 	conns := make([]*websocket.Conn, cfg.Idle)
 	var next, failed atomic.Int64
 	var mu sync.Mutex
@@ -70,7 +74,10 @@ func idleMemory(ctx context.Context, cfg *Config, kind string, logw io.Writer, p
 				if i >= len(conns) || dctx.Err() != nil {
 					return
 				}
-				conn, _, err := t.dial(dctx)
+				conn, rd, err := t.dial(dctx)
+				if err == nil && cfg.IdleTurns > 0 {
+					err = idleTurns(dctx, cfg, t, conn, rd)
+				}
 				if err != nil {
 					failed.Add(1)
 					mu.Lock()
@@ -128,6 +135,25 @@ func idleMemory(ctx context.Context, cfg *Config, kind string, logw io.Writer, p
 	r.HeapStackKiB = r.HeapKiB + r.StackKiB
 	r.GoroutinesPer = float64(r.After.Goroutines-r.Before.Goroutines) / n
 	return r, c.alive()
+}
+
+// idleTurns runs cfg.IdleTurns turns on a fresh connection before it goes
+// idle (-idle-turns), to measure sessions that have been used.
+func idleTurns(ctx context.Context, cfg *Config, t target, conn *websocket.Conn, rd *eventReader) error {
+	turn := echoTurn
+	if t.kind == "gateway" {
+		turn = gatewayTurn
+	}
+	for range cfg.IdleTurns {
+		tctx, cancel := context.WithTimeout(ctx, cfg.TurnLimit)
+		_, err := turn(tctx, conn, rd)
+		cancel()
+		if err != nil {
+			conn.CloseNow()
+			return err
+		}
+	}
+	return nil
 }
 
 // closeAll drops the connections, workers at a time.

@@ -226,16 +226,22 @@ type LevelRun struct {
 
 	// Costs over the measurement window, per measured turn: the server's
 	// and the load generator's CPU time, the server's write/read syscalls.
-	ServerCPUPerTurnUS  float64 `json:"server_cpu_us_per_turn"`
-	ServerCPUPercent    float64 `json:"server_cpu_percent"` // of one core
-	ServerWritesPerTurn float64 `json:"server_write_syscalls_per_turn"`
-	ServerReadsPerTurn  float64 `json:"server_read_syscalls_per_turn"`
-	ClientCPUPerTurnUS  float64 `json:"client_cpu_us_per_turn"`
-	ClientCPUPercent    float64 `json:"client_cpu_percent"`
+	ServerCPUPerTurnUS   float64 `json:"server_cpu_us_per_turn"`
+	ServerCPUPercent     float64 `json:"server_cpu_percent"` // of one core
+	ServerWritesPerTurn  float64 `json:"server_write_syscalls_per_turn"`
+	ServerReadsPerTurn   float64 `json:"server_read_syscalls_per_turn"`
+	ServerAllocPerTurn   float64 `json:"server_alloc_bytes_per_turn"`
+	ServerMallocsPerTurn float64 `json:"server_mallocs_per_turn"`
+	ServerGCPerSec       float64 `json:"server_gc_per_sec"`
+	ClientCPUPerTurnUS   float64 `json:"client_cpu_us_per_turn"`
+	ClientCPUPercent     float64 `json:"client_cpu_percent"`
 	// OtherCPUPercent is the CPU the rest of the machine used during the
 	// window (all CPUs' busy time minus server and client), in % of one
 	// core: anything above a few percent makes the latencies noisy.
 	OtherCPUPercent float64 `json:"other_cpu_percent"`
+	// Attempts is how many times the run was measured (-noisy-retries);
+	// the quietest attempt is reported.
+	Attempts int `json:"attempts"`
 }
 
 type levelState struct {
@@ -378,6 +384,9 @@ func runLevel(ctx context.Context, cfg *Config, c *child, n int, onMeasure func(
 		r.ServerCPUPercent = 100 * srvCPU.Seconds() / secs
 		r.ServerWritesPerTurn = float64(srvB.SysCW-srvA.SysCW) / turns
 		r.ServerReadsPerTurn = float64(srvB.SysCR-srvA.SysCR) / turns
+		r.ServerAllocPerTurn = float64(srvB.TotalAlloc-srvA.TotalAlloc) / turns
+		r.ServerMallocsPerTurn = float64(srvB.Mallocs-srvA.Mallocs) / turns
+		r.ServerGCPerSec = float64(srvB.NumGC-srvA.NumGC) / secs
 		r.ClientCPUPerTurnUS = float64((cliB - cliA).Microseconds()) / turns
 		r.ClientCPUPercent = 100 * (cliB - cliA).Seconds() / secs
 		if busyA > 0 && busyB > busyA {

@@ -43,13 +43,14 @@ func startChild(ctx context.Context, kind, store string, logw io.Writer) (*child
 			if c.dir, err = os.MkdirTemp("", "gatewaybench-*"); err != nil {
 				return nil, err
 			}
-			args = append(args, "-db", filepath.Join(c.dir, "parley.db"))
+			args = append(args, "-db", filepath.Join(c.dir, "parley.db"), "-tmpdir", c.dir)
 		}
 	}
 	c.cmd = exec.Command(exe, args...)
-	// Pdeathsig: the kernel kills the child if the harness dies without
-	// running its deferred stops; the child also exits on stdin EOF.
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The child exits when its stdin reaches EOF, which also happens when
+	// the harness dies without running its deferred stops; Pdeathsig makes
+	// the kernel send SIGTERM then as well. stop escalates to SIGKILL.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	// A -race child (the smoke test) would otherwise sleep 1s at exit.
 	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
 	c.cmd.Env = append(os.Environ(), "GOTRACEBACK=all", "GORACE="+gorace)

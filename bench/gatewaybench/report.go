@@ -201,17 +201,18 @@ func (r *Report) Print(w io.Writer) {
 			}
 		}
 		tw.Flush()
-		fmt.Fprintf(w, "\nCost per measured turn over the same windows (CPU in %% of one core; getrusage, /proc/PID/io; other = rest of the machine, /proc/stat)\n\n")
+		fmt.Fprintf(w, "\nCost per measured turn over the same windows (server figures from the server process: CPU in %% of one core from getrusage, write/read syscalls from /proc/PID/io, allocations and GCs from runtime.MemStats; other = the rest of the machine, /proc/stat)\n\n")
 		noisy := false
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "sessions\tserver\tserver CPU\tserver CPU/turn\twrite syscalls/turn\tread syscalls/turn\tclient CPU\tclient CPU/turn\tother CPU\t")
+		fmt.Fprintln(tw, "sessions\tserver\tserver CPU\tCPU/turn\twrites/turn\treads/turn\talloc/turn\tallocs/turn\tGC/s\tclient CPU\tclient CPU/turn\tother CPU\t")
 		for _, l := range r.Levels {
 			for _, lr := range []*LevelRun{l.Echo, l.Gateway} {
 				if lr == nil {
 					continue
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%.1f%%\t%.0fµs\t%.1f\t%.1f\t%.1f%%\t%.0fµs\t%.0f%%\t\n", l.Sessions, lr.Server,
+				fmt.Fprintf(tw, "%d\t%s\t%.1f%%\t%.0fµs\t%.1f\t%.1f\t%.1f KiB\t%.0f\t%.1f\t%.1f%%\t%.0fµs\t%.0f%%\t\n", l.Sessions, lr.Server,
 					lr.ServerCPUPercent, lr.ServerCPUPerTurnUS, lr.ServerWritesPerTurn, lr.ServerReadsPerTurn,
+					lr.ServerAllocPerTurn/1024, lr.ServerMallocsPerTurn, lr.ServerGCPerSec,
 					lr.ClientCPUPercent, lr.ClientCPUPerTurnUS, lr.OtherCPUPercent)
 				if lr.OtherCPUPercent > noisyPercent {
 					noisy = true
@@ -219,11 +220,15 @@ func (r *Report) Print(w io.Writer) {
 			}
 		}
 		tw.Flush()
+		fmt.Fprintf(w, "  (per-turn figures include the processes' background CPU, which dominates at low turn rates)\n")
 		if noisy {
 			fmt.Fprintf(w, "  WARNING: other processes used more than %d%% of a core during a measurement window; latencies are noisy, rerun on a quiet machine\n", noisyPercent)
 		}
 		for _, l := range r.Levels {
 			for _, lr := range []*LevelRun{l.Echo, l.Gateway} {
+				if lr != nil && lr.Attempts > 1 {
+					fmt.Fprintf(w, "  note: %s at %d sessions was measured %d times because other processes used the CPU; the quietest window is shown\n", lr.Server, l.Sessions, lr.Attempts)
+				}
 				if lr != nil && lr.Connected < lr.Sessions {
 					fmt.Fprintf(w, "  note: %s at %d sessions: only %d connected\n", lr.Server, l.Sessions, lr.Connected)
 				}
@@ -236,7 +241,11 @@ func (r *Report) Print(w io.Writer) {
 		}
 	}
 	if len(r.Idle) > 0 {
-		fmt.Fprintf(w, "\nMemory per idle session (%d connections, fresh server process; after two GCs; (after-before)/connections)\n\n", c.Idle)
+		used := ""
+		if c.IdleTurns > 0 {
+			used = fmt.Sprintf(", each after %d turn(s)", c.IdleTurns)
+		}
+		fmt.Fprintf(w, "\nMemory per idle session (%d connections%s, fresh server process; after two GCs; (after-before)/connections)\n\n", c.Idle, used)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "server\tconnections\tdial errors\tRSS before\tRSS after\tRSS/session\theap+stack/session\theap/session\tstack/session\tgoroutines/session\t")
 		for _, i := range r.Idle {

@@ -43,8 +43,13 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		if cfg.QuietWait <= 0 {
 			return
 		}
-		if other, ok := waitQuiet(ctx, cfg.QuietWait); !ok && ctx.Err() == nil {
-			progress("%s: other processes still use %.0f%% of a core after waiting %s; measuring anyway", what, other, cfg.QuietWait)
+		other, ok := waitQuiet(ctx, 0)
+		if ok || ctx.Err() != nil {
+			return
+		}
+		progress("%s: other processes use %.0f%% of a core; waiting up to %s for them to go quiet", what, other, cfg.QuietWait)
+		if other, ok = waitQuiet(ctx, cfg.QuietWait); !ok && ctx.Err() == nil {
+			progress("%s: other processes still use %.0f%% of a core; measuring anyway", what, other)
 		}
 	}
 
@@ -71,34 +76,23 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 				if err := ctx.Err(); err != nil {
 					return rep, err
 				}
-				quiet(c.kind)
-				progress("%s: %d sessions: ramp-up %s, warm-up %s, measuring %s (pause %s-%s between turns)",
-					c.kind, n, rampFor(cfg, n), cfg.Warmup, cfg.Duration, cfg.ThinkMin, cfg.ThinkMax)
-				var onMeasure func(time.Time)
-				var profWG sync.WaitGroup
-				if cfg.Profile != "" && c == gw && n == top {
-					profWG.Add(1) // runLevel calls onMeasure exactly once
-					onMeasure = func(from time.Time) {
-						defer profWG.Done()
-						if !sleepUntil(ctx, from) {
-							return
+				var lr LevelRun
+				for attempt := 0; attempt <= cfg.NoisyRetries; attempt++ {
+					if attempt > 0 {
+						progress("%s: %d sessions: other processes used %.0f%% of a core during the window; measuring again (%d/%d)",
+							c.kind, n, lr.OtherCPUPercent, attempt, cfg.NoisyRetries)
+						if _, err := c.waitSessions(ctx, 0, 15*time.Second); err != nil {
+							return rep, err
 						}
-						secs := max(1, int(cfg.Duration/time.Second))
-						file := filepath.Join(cfg.Profile, "gateway-cpu-"+strconv.Itoa(n)+".pprof")
-						if err := c.saveProfile(ctx, "/debug/pprof/profile?seconds="+strconv.Itoa(secs), file); err != nil {
-							progress("gateway: CPU profile: %v", err)
-							return
-						}
-						progress("gateway: CPU profile of %ds at %d sessions saved to %s", secs, n, file)
 					}
-				}
-				lr := runLevel(ctx, &cfg, c, n, onMeasure)
-				profWG.Wait()
-				progress("%s: %d sessions: %d turns measured, %d errors, p50 %s p99 %s; server CPU %.0f%% (%.0fµs/turn), client CPU %.0f%%, other processes %.0f%%",
-					c.kind, n, lr.Turns, lr.Errors, fmtDur(lr.First.P50), fmtDur(lr.First.P99),
-					lr.ServerCPUPercent, lr.ServerCPUPerTurnUS, lr.ClientCPUPercent, lr.OtherCPUPercent)
-				for _, e := range lr.ErrorSamples {
-					progress("%s: error: %s", c.kind, e)
+					r := measureLevel(ctx, &cfg, c, n, n == top && c == gw, progress, quiet)
+					if attempt == 0 || r.OtherCPUPercent < lr.OtherCPUPercent {
+						lr = r // keep the quietest attempt
+					}
+					lr.Attempts = attempt + 1
+					if r.OtherCPUPercent <= noisyPercent || c.alive() != nil || ctx.Err() != nil {
+						break
+					}
 				}
 				if c == gw {
 					pair.Gateway = &lr
@@ -143,6 +137,41 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	}
 	rep.evaluate()
 	return rep, nil
+}
+
+// measureLevel runs one server at one level, with a CPU profile of the
+// gateway child when profile is set and cfg.Profile names a directory.
+func measureLevel(ctx context.Context, cfg *Config, c *child, n int, profile bool, progress func(string, ...any), quiet func(string)) LevelRun {
+	quiet(c.kind)
+	progress("%s: %d sessions: ramp-up %s, warm-up %s, measuring %s (pause %s-%s between turns)",
+		c.kind, n, rampFor(*cfg, n), cfg.Warmup, cfg.Duration, cfg.ThinkMin, cfg.ThinkMax)
+	var onMeasure func(time.Time)
+	var profWG sync.WaitGroup
+	if cfg.Profile != "" && profile {
+		profWG.Add(1) // runLevel calls onMeasure exactly once
+		onMeasure = func(from time.Time) {
+			defer profWG.Done()
+			if !sleepUntil(ctx, from) {
+				return
+			}
+			secs := max(1, int(cfg.Duration/time.Second))
+			file := filepath.Join(cfg.Profile, c.kind+"-cpu-"+strconv.Itoa(n)+".pprof")
+			if err := c.saveProfile(ctx, "/debug/pprof/profile?seconds="+strconv.Itoa(secs), file); err != nil {
+				progress("%s: CPU profile: %v", c.kind, err)
+				return
+			}
+			progress("%s: CPU profile of %ds at %d sessions saved to %s", c.kind, secs, n, file)
+		}
+	}
+	lr := runLevel(ctx, cfg, c, n, onMeasure)
+	profWG.Wait()
+	progress("%s: %d sessions: %d turns measured, %d errors, p50 %s p99 %s; server CPU %.0f%% (%.0fµs/turn), client CPU %.0f%%, other processes %.0f%%",
+		c.kind, n, lr.Turns, lr.Errors, fmtDur(lr.First.P50), fmtDur(lr.First.P99),
+		lr.ServerCPUPercent, lr.ServerCPUPerTurnUS, lr.ClientCPUPercent, lr.OtherCPUPercent)
+	for _, e := range lr.ErrorSamples {
+		progress("%s: error: %s", c.kind, e)
+	}
+	return lr
 }
 
 func rampFor(cfg Config, n int) time.Duration {

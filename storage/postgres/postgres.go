@@ -42,7 +42,11 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err) // pgx redacts the password
 	}
-	if err := applyMigrations(ctx, cfg.ConnConfig.Copy()); err != nil {
+	ms, err := migrate.Load(migrationFS, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	if err := applyMigrations(ctx, cfg.ConnConfig.Copy(), ms); err != nil {
 		return nil, err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -56,16 +60,13 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	return &Store{pool: pool}, nil
 }
 
-// applyMigrations applies the embedded migrations not yet recorded in
-// schema_migrations. It uses a connection of its own and holds a
-// session-level advisory lock throughout, so nodes starting together
-// migrate once: the first applies, the others wait and then find nothing
-// to do. Closing the connection releases the lock even if unlocking fails.
-func applyMigrations(ctx context.Context, cfg *pgx.ConnConfig) error {
-	ms, err := migrate.Load(migrationFS, "migrations")
-	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
+// applyMigrations applies those of ms (Open passes all the embedded ones;
+// upgrade tests pass a prefix) not yet recorded in schema_migrations. It
+// uses a connection of its own and holds a session-level advisory lock
+// throughout, so nodes starting together migrate once: the first applies,
+// the others wait and then find nothing to do. Closing the connection
+// releases the lock even if unlocking fails.
+func applyMigrations(ctx context.Context, cfg *pgx.ConnConfig, ms []migrate.Migration) error {
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
@@ -143,38 +144,109 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// The write statements. pgx prepares each statement the first time a
+// connection runs it and keeps it in that connection's statement cache
+// (QueryExecModeCacheStatement, the default), so they are parsed and
+// planned once per connection.
+const (
+	sqlCreateConversation = `INSERT INTO conversations
+		(id, tenant_id, agent_id, channel, language, started_at, ended_at, duration_ms, turn_count, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	// Only the first end sets ended_at (the WHERE ended_at IS NULL), which
+	// makes EndConversation idempotent. The result is false when there is
+	// no such conversation: the outer SELECT sees the row as it was before
+	// the UPDATE, so an already ended conversation counts as existing.
+	sqlEndConversation = `WITH u AS (
+			UPDATE conversations
+			SET ended_at = $1::timestamptz,
+			    duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM $1::timestamptz - started_at) * 1000)::bigint)
+			WHERE tenant_id = $2 AND id = $3 AND ended_at IS NULL
+			RETURNING 1
+		)
+		SELECT EXISTS (SELECT 1 FROM u)
+			OR EXISTS (SELECT 1 FROM conversations WHERE tenant_id = $2 AND id = $3)`
+	// One statement, hence atomic: the CTE bumps turn_count (row-locking
+	// the conversation, so concurrent appends get distinct seqs) and only
+	// if the conversation exists for the tenant does the INSERT get a row
+	// to insert. A duplicate id or seq fails the whole statement,
+	// increment included.
+	sqlAppendTurn = `WITH c AS (
+			UPDATE conversations SET turn_count = turn_count + 1
+			WHERE tenant_id = $1 AND id = $2
+			RETURNING turn_count
+		)
+		INSERT INTO turns
+			(conversation_id, id, tenant_id, seq, role, text, text_stored, status,
+			 started_at, ended_at, first_token_ms, total_ms, engine_ms,
+			 end_of_turn_ms, first_partial_ms, final_transcript_ms, first_audio_ms,
+			 first_audio_sent_ms, expires_at)
+		SELECT $2, $3, $1, CASE WHEN $4::integer = 0 THEN c.turn_count ELSE $4::integer END,
+			$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19
+		FROM c
+		RETURNING seq`
+	// A turn stored without text keeps its NULL (text_stored is false).
+	sqlTruncateTurnText = `UPDATE turns SET text = CASE WHEN text_stored THEN $1::text ELSE NULL END
+		WHERE tenant_id = $2 AND conversation_id = $3 AND id = $4`
+)
+
+func conversationArgs(c *storage.Conversation) []any {
+	return []any{c.ID, c.TenantID, c.AgentID, c.Channel, c.Language, ts(c.StartedAt), nullTS(c.EndedAt),
+		c.DurationMS, c.TurnCount, ts(c.ExpiresAt)}
+}
+
+func turnArgs(t *storage.Turn) []any {
+	var text *string // NULL unless the text may be kept
+	if t.TextStored {
+		text = &t.Text
+	}
+	l := &t.Latency
+	return []any{t.TenantID, t.ConversationID, t.ID, t.Seq, t.Role, text, t.TextStored, t.Status,
+		ts(t.StartedAt), ts(t.EndedAt), l.FirstTokenMS, l.TotalMS, l.EngineMS,
+		l.EndOfTurnMS, l.FirstPartialMS, l.FinalTranscriptMS, l.FirstAudioMS,
+		l.FirstAudioSentMS, ts(t.ExpiresAt)}
+}
+
+// The results of the write statements, shared by the single methods and
+// WriteBatch.
+
+func appendTurnResult(seq int, err error) (int, error) {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, storage.ErrNotFound
+	}
+	return seq, mapErr(err)
+}
+
+func endConversationResult(found bool, err error) error {
+	if err == nil && !found {
+		err = storage.ErrNotFound
+	}
+	return err
+}
+
+func truncateResult(tag pgconn.CommandTag, err error) error {
+	if err == nil && tag.RowsAffected() == 0 {
+		err = storage.ErrNotFound
+	}
+	return err
+}
+
 // CreateConversation implements storage.Store.
 func (s *Store) CreateConversation(ctx context.Context, c *storage.Conversation) error {
 	if err := check.Conversation(c); err != nil {
 		return err
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO conversations
-		(id, tenant_id, agent_id, channel, language, started_at, ended_at, duration_ms, turn_count, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		c.ID, c.TenantID, c.AgentID, c.Channel, c.Language, ts(c.StartedAt), nullTS(c.EndedAt),
-		c.DurationMS, c.TurnCount, ts(c.ExpiresAt))
+	_, err := s.pool.Exec(ctx, sqlCreateConversation, conversationArgs(c)...)
 	return mapErr(err)
 }
 
-// EndConversation implements storage.Store. Only the first call sets
-// ended_at (the WHERE ended_at IS NULL), which makes it idempotent.
+// EndConversation implements storage.Store.
 func (s *Store) EndConversation(ctx context.Context, tenantID, id string, endedAt time.Time) error {
-	if endedAt.IsZero() {
-		return fmt.Errorf("%w: EndConversation endedAt is zero", storage.ErrInvalid)
-	}
-	tag, err := s.pool.Exec(ctx, `UPDATE conversations
-		SET ended_at = $1::timestamptz,
-		    duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM $1::timestamptz - started_at) * 1000)::bigint)
-		WHERE tenant_id = $2 AND id = $3 AND ended_at IS NULL`,
-		ts(endedAt), tenantID, id)
-	if err != nil {
+	if err := check.End(endedAt); err != nil {
 		return err
 	}
-	if tag.RowsAffected() > 0 {
-		return nil
-	}
-	// Nothing updated: either already ended (fine) or not there.
-	return s.mustExist(ctx, `SELECT EXISTS (SELECT 1 FROM conversations WHERE tenant_id = $1 AND id = $2)`, tenantID, id)
+	var found bool
+	err := s.pool.QueryRow(ctx, sqlEndConversation, ts(endedAt), tenantID, id).Scan(&found)
+	return endConversationResult(found, err)
 }
 
 // mustExist runs an EXISTS query and returns storage.ErrNotFound when it is
@@ -191,42 +263,23 @@ func (s *Store) mustExist(ctx context.Context, query string, args ...any) error 
 }
 
 // AppendTurn implements storage.Store. It is one statement, hence one
-// transaction and one round trip: the CTE bumps turn_count (row-locking the
-// conversation, so concurrent appends get distinct seqs) and only if the
-// conversation exists for t.TenantID does the INSERT get a row to insert.
-// A duplicate id or seq fails the whole statement, increment included.
+// transaction and one round trip (see sqlAppendTurn).
 func (s *Store) AppendTurn(ctx context.Context, t *storage.Turn) error {
 	if err := check.Turn(t); err != nil {
 		return err
 	}
-	var text *string // NULL unless the text may be kept
-	if t.TextStored {
-		text = &t.Text
-	}
 	var seq int
-	err := s.pool.QueryRow(ctx, `WITH c AS (
-			UPDATE conversations SET turn_count = turn_count + 1
-			WHERE tenant_id = $1 AND id = $2
-			RETURNING turn_count
-		)
-		INSERT INTO turns
-			(conversation_id, id, tenant_id, seq, role, text, text_stored, status,
-			 started_at, ended_at, first_token_ms, total_ms, engine_ms, expires_at)
-		SELECT $2, $3, $1, CASE WHEN $4::integer = 0 THEN c.turn_count ELSE $4::integer END,
-			$5, $6, $7, $8, $9, $10, $11, $12, $13, $14
-		FROM c
-		RETURNING seq`,
-		t.TenantID, t.ConversationID, t.ID, t.Seq, t.Role, text, t.TextStored, t.Status,
-		ts(t.StartedAt), ts(t.EndedAt), t.Latency.FirstTokenMS, t.Latency.TotalMS,
-		t.Latency.EngineMS, ts(t.ExpiresAt)).Scan(&seq)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return storage.ErrNotFound
-	}
-	if err != nil {
-		return mapErr(err)
+	err := s.pool.QueryRow(ctx, sqlAppendTurn, turnArgs(t)...).Scan(&seq)
+	if seq, err = appendTurnResult(seq, err); err != nil {
+		return err
 	}
 	t.Seq = seq
 	return nil
+}
+
+// TruncateTurnText implements storage.Store.
+func (s *Store) TruncateTurnText(ctx context.Context, tenantID, conversationID, itemID, text string) error {
+	return truncateResult(s.pool.Exec(ctx, sqlTruncateTurnText, text, tenantID, conversationID, itemID))
 }
 
 // GetConversation implements storage.Store.
@@ -253,7 +306,9 @@ func (s *Store) GetConversation(ctx context.Context, tenantID, id string) (*stor
 // ListTurns implements storage.Store.
 func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) ([]storage.Turn, error) {
 	rows, err := s.pool.Query(ctx, `SELECT conversation_id, id, tenant_id, seq, role, text,
-		text_stored, status, started_at, ended_at, first_token_ms, total_ms, engine_ms, expires_at
+		text_stored, status, started_at, ended_at, first_token_ms, total_ms, engine_ms,
+		end_of_turn_ms, first_partial_ms, final_transcript_ms, first_audio_ms,
+		first_audio_sent_ms, expires_at
 		FROM turns WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq`,
 		tenantID, conversationID)
 	if err != nil {
@@ -267,9 +322,11 @@ func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) 
 			text                    pgtype.Text
 			started, ended, expires pgtype.Timestamptz
 		)
+		l := &t.Latency
 		err := rows.Scan(&t.ConversationID, &t.ID, &t.TenantID, &t.Seq, &t.Role, &text,
-			&t.TextStored, &t.Status, &started, &ended, &t.Latency.FirstTokenMS,
-			&t.Latency.TotalMS, &t.Latency.EngineMS, &expires)
+			&t.TextStored, &t.Status, &started, &ended, &l.FirstTokenMS, &l.TotalMS, &l.EngineMS,
+			&l.EndOfTurnMS, &l.FirstPartialMS, &l.FinalTranscriptMS, &l.FirstAudioMS,
+			&l.FirstAudioSentMS, &expires)
 		if err != nil {
 			return nil, err
 		}

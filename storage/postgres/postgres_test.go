@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"parley/storage"
@@ -37,6 +38,72 @@ func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Store {
 		return open(t, pgtest.FreshSchema(t))
 	})
+}
+
+// TestUpgradeFrom1 builds a schema the way version 1 left it (migration 1
+// only, rows written with its SQL) and opens it with the current code.
+func TestUpgradeFrom1(t *testing.T) {
+	storagetest.RunUpgradeFrom1(t, func(t *testing.T) storagetest.Legacy {
+		u := pgtest.FreshSchema(t)
+		ms, err := migrate.Load(migrationFS, "migrations")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := pgx.ParseConfig(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := applyMigrations(t.Context(), cfg, ms[:1]); err != nil {
+			t.Fatalf("apply migration 1: %v", err)
+		}
+		return storagetest.Legacy{
+			Write: func(t *testing.T, c *storage.Conversation, turns []*storage.Turn) {
+				t.Helper()
+				writeV1(t, u, c, turns)
+			},
+			Open: func(t *testing.T) storage.Store {
+				s := open(t, u)
+				assertMigrations(t, s)
+				return s
+			},
+		}
+	})
+}
+
+// writeV1 inserts c and turns with the statements of version 1, which
+// know nothing of the voice latency columns.
+func writeV1(t *testing.T, url string, c *storage.Conversation, turns []*storage.Turn) {
+	t.Helper()
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, `INSERT INTO conversations
+		(id, tenant_id, agent_id, channel, language, started_at, ended_at, duration_ms, turn_count, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		c.ID, c.TenantID, c.AgentID, c.Channel, c.Language, ts(c.StartedAt), nullTS(c.EndedAt),
+		c.DurationMS, c.TurnCount, ts(c.ExpiresAt))
+	if err != nil {
+		t.Fatalf("v1 insert conversation %s: %v", c.ID, err)
+	}
+	for _, tr := range turns {
+		var text *string
+		if tr.TextStored {
+			text = &tr.Text
+		}
+		_, err := conn.Exec(ctx, `INSERT INTO turns
+			(conversation_id, id, tenant_id, seq, role, text, text_stored, status,
+			 started_at, ended_at, first_token_ms, total_ms, engine_ms, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			tr.ConversationID, tr.ID, tr.TenantID, tr.Seq, tr.Role, text, tr.TextStored, tr.Status,
+			ts(tr.StartedAt), ts(tr.EndedAt), tr.Latency.FirstTokenMS, tr.Latency.TotalMS,
+			tr.Latency.EngineMS, ts(tr.ExpiresAt))
+		if err != nil {
+			t.Fatalf("v1 insert turn %s: %v", tr.ID, err)
+		}
+	}
 }
 
 func assertMigrations(t *testing.T, s *Store) {
@@ -258,4 +325,8 @@ func TestTextNotStored(t *testing.T) {
 
 func BenchmarkAppendTurn(b *testing.B) {
 	storagetest.BenchmarkAppendTurn(b, open(b, pgtest.FreshSchema(b)))
+}
+
+func BenchmarkWriteBatch(b *testing.B) {
+	storagetest.BenchmarkWriteBatch(b, open(b, pgtest.FreshSchema(b)))
 }

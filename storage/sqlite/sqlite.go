@@ -41,8 +41,9 @@ const busyTimeout = 5 * time.Second
 // writers in Go and honours their contexts), and r holds several read-only
 // connections that WAL mode lets read while the writer writes.
 type Store struct {
-	w *sql.DB // the one write connection; transactions BEGIN IMMEDIATE
-	r *sql.DB // read-only connections (PRAGMA query_only)
+	w  *sql.DB     // the one write connection; transactions BEGIN IMMEDIATE
+	r  *sql.DB     // read-only connections (PRAGMA query_only)
+	st *writeStmts // prepared on w
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -75,6 +76,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 
+	ms, err := migrate.Load(migrationFS, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+
 	// journal_mode=WAL is stored in the file, so setting it on the write
 	// connection is enough; the other pragmas are per connection, hence in
 	// both DSNs so every pooled connection gets them.
@@ -93,7 +99,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	if err := applyMigrations(ctx, w); err != nil {
+	if err := applyMigrations(ctx, w, ms); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -112,7 +118,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	return &Store{w: w, r: r}, nil
+	st, err := prepareWrites(ctx, w)
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
+	return &Store{w: w, r: r, st: st}, nil
 }
 
 // dsn builds a modernc.org/sqlite data source name for path: the pragmas
@@ -158,15 +170,12 @@ func isBusy(err error) bool {
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
-// applyMigrations applies the embedded migrations not yet recorded in
-// schema_migrations, each in its own transaction. The write pool begins
-// transactions with BEGIN IMMEDIATE, which takes SQLite's write lock at
-// once, so two processes opening the same file never apply one twice.
-func applyMigrations(ctx context.Context, db *sql.DB) error {
-	ms, err := migrate.Load(migrationFS, "migrations")
-	if err != nil {
-		return fmt.Errorf("sqlite: %w", err)
-	}
+// applyMigrations applies those of ms (Open passes all the embedded ones;
+// upgrade tests pass a prefix) not yet recorded in schema_migrations, each
+// in its own transaction. The write pool begins transactions with BEGIN
+// IMMEDIATE, which takes SQLite's write lock at once, so two processes
+// opening the same file never apply one twice.
+func applyMigrations(ctx context.Context, db *sql.DB, ms []migrate.Migration) error {
 	const create = `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER NOT NULL PRIMARY KEY,
 		name       TEXT    NOT NULL,
@@ -215,7 +224,104 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements storage.Store.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(s.st.close(), s.r.Close(), s.w.Close())
+}
+
+// The write statements, prepared once on the write connection (see
+// writeStmts). modernc.org/sqlite keeps the compiled statement of a
+// prepared single-statement query, so executing one costs no
+// sqlite3_prepare_v2.
+const (
+	sqlCreateConversation = `INSERT INTO conversations
+		(id, tenant_id, agent_id, channel, language, started_at, ended_at, duration_ms, turn_count, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// Only the first end sets ended_at (the WHERE ended_at IS NULL), which
+	// makes EndConversation idempotent.
+	sqlEndConversation = `UPDATE conversations
+		SET ended_at = ?1, duration_ms = max(0, ?1 - started_at)
+		WHERE tenant_id = ?2 AND id = ?3 AND ended_at IS NULL`
+	sqlConversationExists = `SELECT count(*) FROM conversations WHERE tenant_id = ? AND id = ?`
+	// Bumping turn_count also proves the conversation belongs to the
+	// turn's tenant.
+	sqlBumpTurnCount = `UPDATE conversations SET turn_count = turn_count + 1
+		WHERE tenant_id = ? AND id = ? RETURNING turn_count`
+	sqlInsertTurn = `INSERT INTO turns
+		(conversation_id, id, tenant_id, seq, role, text, text_stored, status,
+		 started_at, ended_at, first_token_ms, total_ms, engine_ms,
+		 end_of_turn_ms, first_partial_ms, final_transcript_ms, first_audio_ms,
+		 first_audio_sent_ms, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// A turn stored without text keeps its NULL (text_stored is false).
+	sqlTruncateTurnText = `UPDATE turns SET text = CASE WHEN text_stored THEN ?1 ELSE NULL END
+		WHERE tenant_id = ?2 AND conversation_id = ?3 AND id = ?4`
+	sqlSavepoint  = `SAVEPOINT parley_write`
+	sqlRelease    = `RELEASE parley_write`
+	sqlRollbackTo = `ROLLBACK TO parley_write`
+)
+
+// writeStmts holds the write statements. The Store's set is prepared on
+// the write pool, whose single connection never expires, so database/sql
+// prepares each statement once; Tx.StmtContext then reuses that prepared
+// statement inside a transaction (bound, below).
+type writeStmts struct {
+	createConversation, endConversation, conversationExists *sql.Stmt
+	bumpTurnCount, insertTurn, truncateTurnText             *sql.Stmt
+	savepoint, release, rollbackTo                          *sql.Stmt
+}
+
+func (st *writeStmts) each() []struct {
+	p     **sql.Stmt
+	query string
+} {
+	return []struct {
+		p     **sql.Stmt
+		query string
+	}{
+		{&st.createConversation, sqlCreateConversation},
+		{&st.endConversation, sqlEndConversation},
+		{&st.conversationExists, sqlConversationExists},
+		{&st.bumpTurnCount, sqlBumpTurnCount},
+		{&st.insertTurn, sqlInsertTurn},
+		{&st.truncateTurnText, sqlTruncateTurnText},
+		{&st.savepoint, sqlSavepoint},
+		{&st.release, sqlRelease},
+		{&st.rollbackTo, sqlRollbackTo},
+	}
+}
+
+// prepareWrites prepares the write statements on db.
+func prepareWrites(ctx context.Context, db *sql.DB) (*writeStmts, error) {
+	st := &writeStmts{}
+	for _, e := range st.each() {
+		stmt, err := db.PrepareContext(ctx, e.query)
+		if err != nil {
+			st.close()
+			return nil, fmt.Errorf("sqlite: prepare: %w", err)
+		}
+		*e.p = stmt
+	}
+	return st, nil
+}
+
+func (st *writeStmts) close() error {
+	var errs []error
+	for _, e := range st.each() {
+		if *e.p != nil {
+			errs = append(errs, (*e.p).Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// bound returns the statements bound to tx; database/sql closes them when
+// tx ends.
+func (st *writeStmts) bound(ctx context.Context, tx *sql.Tx) *writeStmts {
+	b := &writeStmts{}
+	src := st.each()
+	for i, e := range b.each() {
+		*e.p = tx.StmtContext(ctx, *src[i].p)
+	}
+	return b
 }
 
 // CreateConversation implements storage.Store.
@@ -223,40 +329,50 @@ func (s *Store) CreateConversation(ctx context.Context, c *storage.Conversation)
 	if err := check.Conversation(c); err != nil {
 		return err
 	}
-	_, err := s.w.ExecContext(ctx, `INSERT INTO conversations
-		(id, tenant_id, agent_id, channel, language, started_at, ended_at, duration_ms, turn_count, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	return createConversation(ctx, s.st, c)
+}
+
+func createConversation(ctx context.Context, st *writeStmts, c *storage.Conversation) error {
+	_, err := st.createConversation.ExecContext(ctx,
 		c.ID, c.TenantID, c.AgentID, c.Channel, c.Language, unixMS(c.StartedAt), nullMS(c.EndedAt),
 		c.DurationMS, c.TurnCount, unixMS(c.ExpiresAt))
 	return mapErr(err)
 }
 
-// EndConversation implements storage.Store. Only the first call sets
-// ended_at (the WHERE ended_at IS NULL), which makes it idempotent.
+// EndConversation implements storage.Store.
 func (s *Store) EndConversation(ctx context.Context, tenantID, id string, endedAt time.Time) error {
-	if endedAt.IsZero() {
-		return fmt.Errorf("%w: EndConversation endedAt is zero", storage.ErrInvalid)
-	}
-	end := unixMS(endedAt)
-	res, err := s.w.ExecContext(ctx, `UPDATE conversations
-		SET ended_at = ?, duration_ms = max(0, ? - started_at)
-		WHERE tenant_id = ? AND id = ? AND ended_at IS NULL`,
-		end, end, tenantID, id)
-	if err != nil {
+	if err := check.End(endedAt); err != nil {
 		return err
 	}
-	if n, err := res.RowsAffected(); err != nil || n > 0 {
+	ended, err := endConversation(ctx, s.st, tenantID, id, endedAt)
+	if err != nil || ended {
 		return err
 	}
-	// Nothing updated: either already ended (fine) or not there.
-	return s.mustExist(ctx, `SELECT count(*) FROM conversations WHERE tenant_id = ? AND id = ?`, tenantID, id)
+	// Nothing updated: either already ended (fine) or not there. A read
+	// connection can tell: this call's own write, if any, is committed.
+	return s.mustExist(ctx, sqlConversationExists, tenantID, id)
 }
 
-// mustExist runs a count(*) query and returns storage.ErrNotFound when it
-// counts nothing.
+// endConversation reports whether it ended the conversation; false means
+// it was already ended or does not exist.
+func endConversation(ctx context.Context, st *writeStmts, tenantID, id string, endedAt time.Time) (bool, error) {
+	res, err := st.endConversation.ExecContext(ctx, unixMS(endedAt), tenantID, id)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+// mustExist runs a count(*) query on a read connection and returns
+// storage.ErrNotFound when it counts nothing.
 func (s *Store) mustExist(ctx context.Context, query string, args ...any) error {
+	return mustCount(s.r.QueryRowContext(ctx, query, args...))
+}
+
+func mustCount(row *sql.Row) error {
 	var n int
-	if err := s.r.QueryRowContext(ctx, query, args...).Scan(&n); err != nil {
+	if err := row.Scan(&n); err != nil {
 		return err
 	}
 	if n == 0 {
@@ -266,8 +382,7 @@ func (s *Store) mustExist(ctx context.Context, query string, args ...any) error 
 }
 
 // AppendTurn implements storage.Store: one write transaction bumps the
-// conversation's turn_count (which also proves the conversation belongs to
-// t.TenantID) and inserts the turn.
+// conversation's turn_count and inserts the turn.
 func (s *Store) AppendTurn(ctx context.Context, t *storage.Turn) error {
 	if err := check.Turn(t); err != nil {
 		return err
@@ -278,15 +393,31 @@ func (s *Store) AppendTurn(ctx context.Context, t *storage.Turn) error {
 	}
 	defer tx.Rollback() // no-op after Commit
 
-	var count int
-	err = tx.QueryRowContext(ctx, `UPDATE conversations SET turn_count = turn_count + 1
-		WHERE tenant_id = ? AND id = ? RETURNING turn_count`,
-		t.TenantID, t.ConversationID).Scan(&count)
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.ErrNotFound
+	st := &writeStmts{
+		bumpTurnCount: tx.StmtContext(ctx, s.st.bumpTurnCount),
+		insertTurn:    tx.StmtContext(ctx, s.st.insertTurn),
 	}
+	seq, err := appendTurn(ctx, st, t)
 	if err != nil {
 		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	t.Seq = seq
+	return nil
+}
+
+// appendTurn runs AppendTurn's statements (st must be bound to a
+// transaction) and returns the turn's seq; it does not write it to t.
+func appendTurn(ctx context.Context, st *writeStmts, t *storage.Turn) (int, error) {
+	var count int
+	err := st.bumpTurnCount.QueryRowContext(ctx, t.TenantID, t.ConversationID).Scan(&count)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, storage.ErrNotFound
+	}
+	if err != nil {
+		return 0, err
 	}
 	seq := t.Seq
 	if seq == 0 {
@@ -296,21 +427,102 @@ func (s *Store) AppendTurn(ctx context.Context, t *storage.Turn) error {
 	if t.TextStored {
 		text = t.Text
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO turns
-		(conversation_id, id, tenant_id, seq, role, text, text_stored, status,
-		 started_at, ended_at, first_token_ms, total_ms, engine_ms, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	l := &t.Latency
+	_, err = st.insertTurn.ExecContext(ctx,
 		t.ConversationID, t.ID, t.TenantID, seq, t.Role, text, t.TextStored, t.Status,
-		unixMS(t.StartedAt), unixMS(t.EndedAt), t.Latency.FirstTokenMS, t.Latency.TotalMS,
-		t.Latency.EngineMS, unixMS(t.ExpiresAt))
+		unixMS(t.StartedAt), unixMS(t.EndedAt), l.FirstTokenMS, l.TotalMS, l.EngineMS,
+		l.EndOfTurnMS, l.FirstPartialMS, l.FinalTranscriptMS, l.FirstAudioMS,
+		l.FirstAudioSentMS, unixMS(t.ExpiresAt))
 	if err != nil {
-		return mapErr(err)
+		return 0, mapErr(err)
 	}
-	if err := tx.Commit(); err != nil {
+	return seq, nil
+}
+
+// TruncateTurnText implements storage.Store.
+func (s *Store) TruncateTurnText(ctx context.Context, tenantID, conversationID, itemID, text string) error {
+	return truncateTurnText(ctx, s.st, tenantID, conversationID, itemID, text)
+}
+
+func truncateTurnText(ctx context.Context, st *writeStmts, tenantID, conversationID, itemID, text string) error {
+	res, err := st.truncateTurnText.ExecContext(ctx, text, tenantID, conversationID, itemID)
+	if err != nil {
 		return err
 	}
-	t.Seq = seq
-	return nil
+	n, err := res.RowsAffected()
+	if err == nil && n == 0 {
+		err = storage.ErrNotFound
+	}
+	return err
+}
+
+// WriteBatch implements storage.Store: one BEGIN IMMEDIATE transaction
+// (one commit, instead of one per write) on the write connection, each
+// valid write under a savepoint that is rolled back if the write fails.
+// A failing statement whose savepoint cannot be rolled back (SQLite
+// rolled the whole transaction back, e.g. on an I/O error), or a done
+// ctx, fails the batch.
+func (s *Store) WriteBatch(ctx context.Context, ws []storage.Write) ([]error, error) {
+	errs := make([]error, len(ws))
+	if len(ws) == 0 {
+		return errs, nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback() // no-op after Commit
+
+	st := s.st.bound(ctx, tx)
+	seqs := make([]int, len(ws))
+	for i := range ws {
+		w := &ws[i]
+		if errs[i] = check.Write(w); errs[i] != nil {
+			continue
+		}
+		if _, err := st.savepoint.ExecContext(ctx); err != nil {
+			return nil, err
+		}
+		var err error
+		switch {
+		case w.Create != nil:
+			err = createConversation(ctx, st, w.Create)
+		case w.Turn != nil:
+			seqs[i], err = appendTurn(ctx, st, w.Turn)
+		case w.End != nil:
+			var ended bool
+			ended, err = endConversation(ctx, st, w.End.TenantID, w.End.ID, w.End.At)
+			if err == nil && !ended {
+				// Inside the transaction: the conversation may have been
+				// created earlier in this batch.
+				err = mustCount(st.conversationExists.QueryRowContext(ctx, w.End.TenantID, w.End.ID))
+			}
+		case w.Truncate != nil:
+			t := w.Truncate
+			err = truncateTurnText(ctx, st, t.TenantID, t.ConversationID, t.ItemID, t.Text)
+		}
+		if err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, cerr
+			}
+			if _, rerr := st.rollbackTo.ExecContext(ctx); rerr != nil {
+				return nil, fmt.Errorf("sqlite: write %d failed (%w) and could not be rolled back: %w", i, err, rerr)
+			}
+			errs[i] = err
+		}
+		if _, err := st.release.ExecContext(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	for i, w := range ws {
+		if w.Turn != nil && errs[i] == nil {
+			w.Turn.Seq = seqs[i]
+		}
+	}
+	return errs, nil
 }
 
 // GetConversation implements storage.Store.
@@ -338,7 +550,9 @@ func (s *Store) GetConversation(ctx context.Context, tenantID, id string) (*stor
 // ListTurns implements storage.Store.
 func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) ([]storage.Turn, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT conversation_id, id, tenant_id, seq, role, text,
-		text_stored, status, started_at, ended_at, first_token_ms, total_ms, engine_ms, expires_at
+		text_stored, status, started_at, ended_at, first_token_ms, total_ms, engine_ms,
+		end_of_turn_ms, first_partial_ms, final_transcript_ms, first_audio_ms,
+		first_audio_sent_ms, expires_at
 		FROM turns WHERE tenant_id = ? AND conversation_id = ? ORDER BY seq`,
 		tenantID, conversationID)
 	if err != nil {
@@ -352,9 +566,11 @@ func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) 
 			text                    sql.NullString
 			started, ended, expires int64
 		)
+		l := &t.Latency
 		err := rows.Scan(&t.ConversationID, &t.ID, &t.TenantID, &t.Seq, &t.Role, &text,
-			&t.TextStored, &t.Status, &started, &ended, &t.Latency.FirstTokenMS,
-			&t.Latency.TotalMS, &t.Latency.EngineMS, &expires)
+			&t.TextStored, &t.Status, &started, &ended, &l.FirstTokenMS, &l.TotalMS, &l.EngineMS,
+			&l.EndOfTurnMS, &l.FirstPartialMS, &l.FinalTranscriptMS, &l.FirstAudioMS,
+			&l.FirstAudioSentMS, &expires)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +45,77 @@ func TestConformance(t *testing.T) {
 		s, _ := openTemp(t)
 		return s
 	})
+}
+
+// TestUpgradeFrom1 builds a file the way version 1 left it (migration 1
+// only, rows written with its SQL) and opens it with the current code.
+func TestUpgradeFrom1(t *testing.T) {
+	storagetest.RunUpgradeFrom1(t, func(t *testing.T) storagetest.Legacy {
+		path := filepath.Join(t.TempDir(), "parley.db")
+		ms, err := migrate.Load(migrationFS, "migrations")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The connection settings of Open's write pool.
+		db, err := sql.Open("sqlite", dsn(path, url.Values{
+			"_pragma": {"journal_mode(WAL)"},
+			"_txlock": {"immediate"},
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.SetMaxOpenConns(1)
+		t.Cleanup(func() { db.Close() })
+		if err := applyMigrations(t.Context(), db, ms[:1]); err != nil {
+			t.Fatalf("apply migration 1: %v", err)
+		}
+		return storagetest.Legacy{
+			Write: func(t *testing.T, c *storage.Conversation, turns []*storage.Turn) {
+				t.Helper()
+				writeV1(t, db, c, turns)
+			},
+			Open: func(t *testing.T) storage.Store {
+				s, err := Open(t.Context(), path)
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				t.Cleanup(func() { s.Close() })
+				assertMigrations(t, s.r)
+				return s
+			},
+		}
+	})
+}
+
+// writeV1 inserts c and turns with the statements of version 1, which
+// know nothing of the voice latency columns.
+func writeV1(t *testing.T, db *sql.DB, c *storage.Conversation, turns []*storage.Turn) {
+	t.Helper()
+	ctx := t.Context()
+	_, err := db.ExecContext(ctx, `INSERT INTO conversations
+		(id, tenant_id, agent_id, channel, language, started_at, ended_at, duration_ms, turn_count, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, c.TenantID, c.AgentID, c.Channel, c.Language, unixMS(c.StartedAt), nullMS(c.EndedAt),
+		c.DurationMS, c.TurnCount, unixMS(c.ExpiresAt))
+	if err != nil {
+		t.Fatalf("v1 insert conversation %s: %v", c.ID, err)
+	}
+	for _, tr := range turns {
+		var text any
+		if tr.TextStored {
+			text = tr.Text
+		}
+		_, err := db.ExecContext(ctx, `INSERT INTO turns
+			(conversation_id, id, tenant_id, seq, role, text, text_stored, status,
+			 started_at, ended_at, first_token_ms, total_ms, engine_ms, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			tr.ConversationID, tr.ID, tr.TenantID, tr.Seq, tr.Role, text, tr.TextStored, tr.Status,
+			unixMS(tr.StartedAt), unixMS(tr.EndedAt), tr.Latency.FirstTokenMS, tr.Latency.TotalMS,
+			tr.Latency.EngineMS, unixMS(tr.ExpiresAt))
+		if err != nil {
+			t.Fatalf("v1 insert turn %s: %v", tr.ID, err)
+		}
+	}
 }
 
 func TestOpenCreatesPrivateFile(t *testing.T) {
@@ -265,4 +337,9 @@ func TestTextNotStored(t *testing.T) {
 func BenchmarkAppendTurn(b *testing.B) {
 	s, _ := openTemp(b)
 	storagetest.BenchmarkAppendTurn(b, s)
+}
+
+func BenchmarkWriteBatch(b *testing.B) {
+	s, _ := openTemp(b)
+	storagetest.BenchmarkWriteBatch(b, s)
 }

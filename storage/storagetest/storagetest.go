@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"NotFound", testNotFound},
 		{"TenantIsolation", testTenantIsolation},
 		{"AppendTurn", testAppendTurn},
+		{"LatencyRoundTrip", testLatencyRoundTrip},
 		{"MetadataOnlyTurns", testMetadataOnlyTurns},
 		{"EndConversation", testEndConversation},
 		{"DeleteExpired", testDeleteExpired},
@@ -37,6 +38,13 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"ConcurrentAppendTurn", testConcurrentAppendTurn},
 		{"APIKeys", testAPIKeys},
 		{"Invalid", testInvalid},
+		{"TruncateTurnText", testTruncateTurnText},
+		{"WriteBatchMixed", testWriteBatchMixed},
+		{"WriteBatchOrder", testWriteBatchOrder},
+		{"WriteBatchInvalid", testWriteBatchInvalid},
+		{"WriteBatchEmpty", testWriteBatchEmpty},
+		{"WriteBatchCancelled", testWriteBatchCancelled},
+		{"WriteBatchConcurrent", testWriteBatchConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -325,6 +333,49 @@ func testAppendTurn(t *testing.T, s storage.Store) {
 	}
 	if n := mustGet(t, s, "t1", c.ID).TurnCount; n != 4 {
 		t.Errorf("TurnCount = %d, want 4", n)
+	}
+}
+
+// voiceLatency is a Latency with every field set, each to a different
+// value so a swapped column shows; FirstAudioSentMS does not fit in 32 bits,
+// so a column narrower than 64 bits shows too.
+func voiceLatency() storage.Latency {
+	return storage.Latency{
+		FirstTokenMS:      1210,
+		TotalMS:           2980,
+		EngineMS:          1640,
+		EndOfTurnMS:       320,
+		FirstPartialMS:    45,
+		FinalTranscriptMS: 510,
+		FirstAudioMS:      1480,
+		FirstAudioSentMS:  1 << 40,
+	}
+}
+
+func testLatencyRoundTrip(t *testing.T, s storage.Store) {
+	c := conversation("t1", "conv-1", t0.Add(time.Hour))
+	mustCreate(t, s, c)
+
+	// A voice exchange: the user's turn has the listening figures only,
+	// the assistant's has all of them; then a text turn with none of the
+	// voice figures.
+	user := turn(c, "item-1", 1, t0.Add(time.Hour))
+	user.Role = storage.RoleUser
+	user.Latency = storage.Latency{EndOfTurnMS: 320, FirstPartialMS: 45, FinalTranscriptMS: 510}
+	assistant := turn(c, "item-2", 2, t0.Add(time.Hour))
+	assistant.Latency = voiceLatency()
+	text := turn(c, "item-3", 3, t0.Add(time.Hour))
+	want := []*storage.Turn{user, assistant, text}
+	for _, tr := range want {
+		mustAppend(t, s, tr)
+	}
+
+	got := mustList(t, s, "t1", c.ID)
+	if len(got) != len(want) {
+		t.Fatalf("ListTurns = %d turns, want %d", len(got), len(want))
+	}
+	for i := range want {
+		checkTurn(t, &got[i], want[i]) // compares Latency as a whole
 	}
 }
 
@@ -642,6 +693,365 @@ func testInvalid(t *testing.T, s storage.Store) {
 	}
 }
 
+func testTruncateTurnText(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	c := conversation("t1", "conv-1", t0.Add(time.Hour))
+	mustCreate(t, s, c)
+	spoken := turn(c, "item-1", 1, t0.Add(time.Hour))
+	spoken.Text = "Bonjour, je peux vous aider avec votre réservation."
+	metaOnly := turn(c, "item-2", 2, t0.Add(time.Hour))
+	metaOnly.Text, metaOnly.TextStored = "", false
+	other := turn(c, "item-3", 3, t0.Add(time.Hour))
+	for _, tr := range []*storage.Turn{spoken, metaOnly, other} {
+		mustAppend(t, s, tr)
+	}
+
+	if err := s.TruncateTurnText(ctx, "t1", c.ID, spoken.ID, "Bonjour, je peux"); err != nil {
+		t.Fatalf("TruncateTurnText: %v", err)
+	}
+	// Metadata only stays metadata only, without an error.
+	if err := s.TruncateTurnText(ctx, "t1", c.ID, metaOnly.ID, "must not reach the database"); err != nil {
+		t.Fatalf("TruncateTurnText(metadata-only turn): %v", err)
+	}
+	wantErr(t, "TruncateTurnText(missing turn)", s.TruncateTurnText(ctx, "t1", c.ID, "item-9", "x"), storage.ErrNotFound)
+	wantErr(t, "TruncateTurnText(missing conversation)", s.TruncateTurnText(ctx, "t1", "nope", spoken.ID, "x"), storage.ErrNotFound)
+	wantErr(t, "TruncateTurnText(other tenant)", s.TruncateTurnText(ctx, "t2", c.ID, spoken.ID, "x"), storage.ErrNotFound)
+
+	spoken.Text = "Bonjour, je peux"
+	got := mustList(t, s, "t1", c.ID)
+	if len(got) != 3 {
+		t.Fatalf("ListTurns = %d turns, want 3", len(got))
+	}
+	for i, want := range []*storage.Turn{spoken, metaOnly, other} {
+		checkTurn(t, &got[i], want) // the other fields and turns are untouched
+	}
+
+	// Truncating to nothing (the client played none of it) keeps an empty
+	// stored text; truncating again replaces it again.
+	if err := s.TruncateTurnText(ctx, "t1", c.ID, other.ID, ""); err != nil {
+		t.Fatalf("TruncateTurnText(empty): %v", err)
+	}
+	if got := mustList(t, s, "t1", c.ID)[2]; got.Text != "" || !got.TextStored {
+		t.Errorf("after truncating to empty: Text=%q TextStored=%v, want \"\" true", got.Text, got.TextStored)
+	}
+	if n := mustGet(t, s, "t1", c.ID).TurnCount; n != 3 {
+		t.Errorf("TurnCount = %d, want 3 (truncation is no append)", n)
+	}
+}
+
+// mustBatch runs WriteBatch and fails the test on a batch failure or a
+// result slice of the wrong length.
+func mustBatch(t *testing.T, s storage.Store, ws []storage.Write) []error {
+	t.Helper()
+	errs, err := s.WriteBatch(t.Context(), ws)
+	if err != nil {
+		t.Fatalf("WriteBatch: %v", err)
+	}
+	if len(errs) != len(ws) {
+		t.Fatalf("WriteBatch returned %d errors for %d writes", len(errs), len(ws))
+	}
+	return errs
+}
+
+func wantBatchErrs(t *testing.T, errs []error, want []error) {
+	t.Helper()
+	for i := range want {
+		if want[i] == nil && errs[i] != nil || want[i] != nil && !errors.Is(errs[i], want[i]) {
+			t.Errorf("write %d: error = %v, want %v", i, errs[i], want[i])
+		}
+	}
+}
+
+func testWriteBatchMixed(t *testing.T, s storage.Store) {
+	c := conversation("t1", "conv-1", t0.Add(time.Hour))
+	turns := []*storage.Turn{
+		turn(c, "item-1", 1, t0.Add(time.Hour)),
+		turn(c, "item-2", 2, t0.Add(time.Hour)),
+		turn(c, "item-3", 0, t0.Add(time.Hour)), // the store assigns 3
+	}
+	dup := turn(c, "item-2", 4, t0.Add(time.Hour)) // id already used
+	ghost := turn(conversation("t1", "nope", t0.Add(time.Hour)), "item-1", 1, t0.Add(time.Hour))
+	end := c.StartedAt.Add(42 * time.Second)
+	ws := []storage.Write{
+		{Create: c},
+		{Turn: turns[0]},
+		{Turn: turns[1]},
+		{Turn: turns[2]},
+		{Turn: dup},
+		{Turn: ghost},
+		{End: &storage.EndWrite{TenantID: "t1", ID: c.ID, At: end}},
+		{Truncate: &storage.TruncateWrite{TenantID: "t1", ConversationID: c.ID, ItemID: "item-3", Text: "Bonj"}},
+	}
+	errs := mustBatch(t, s, ws)
+	wantBatchErrs(t, errs, []error{nil, nil, nil, nil, storage.ErrConflict, storage.ErrNotFound, nil, nil})
+	if turns[2].Seq != 3 {
+		t.Errorf("assigned Seq = %d, want 3", turns[2].Seq)
+	}
+
+	// As if the single methods had been called one by one: the failed
+	// writes left no trace (turn_count included), the others all landed.
+	c.TurnCount = 3
+	c.EndedAt = end
+	c.DurationMS = 42000
+	checkConversation(t, mustGet(t, s, "t1", c.ID), c)
+	turns[2].Text = "Bonj"
+	got := mustList(t, s, "t1", c.ID)
+	if len(got) != 3 {
+		t.Fatalf("ListTurns = %d turns, want 3", len(got))
+	}
+	for i, want := range turns {
+		checkTurn(t, &got[i], want)
+	}
+	_, err := s.GetConversation(t.Context(), "t1", "nope")
+	wantErr(t, "GetConversation(nope)", err, storage.ErrNotFound)
+
+	// The same batch again, as a retry would send it: every write that
+	// creates something now conflicts, the rest are idempotent or
+	// repeatable, and nothing changes.
+	c2 := *c
+	c2.EndedAt, c2.DurationMS, c2.TurnCount = time.Time{}, 0, 0
+	ws[0].Create = &c2
+	ws[6].End.At = end.Add(time.Hour) // a second end keeps the first
+	errs = mustBatch(t, s, ws)
+	// (item-3 goes again with the Seq 3 written back by the first batch.)
+	wantBatchErrs(t, errs, []error{storage.ErrConflict, storage.ErrConflict, storage.ErrConflict, storage.ErrConflict,
+		storage.ErrConflict, storage.ErrNotFound, nil, nil})
+	checkConversation(t, mustGet(t, s, "t1", c.ID), c)
+}
+
+func testWriteBatchOrder(t *testing.T, s storage.Store) {
+	c := conversation("t1", "conv-1", t0.Add(time.Hour))
+	const n = 40
+	ws := []storage.Write{
+		// Before the create: the conversation does not exist yet.
+		{Turn: turn(c, "early", 1, t0.Add(time.Hour))},
+		{End: &storage.EndWrite{TenantID: "t1", ID: c.ID, At: t0.Add(time.Minute)}},
+		{Create: c},
+	}
+	var turns []*storage.Turn
+	for i := range n {
+		tr := turn(c, fmt.Sprint("item-", i+1), 0, t0.Add(time.Hour)) // seqs assigned in order
+		tr.Text = fmt.Sprint("text ", i+1)
+		turns = append(turns, tr)
+		ws = append(ws, storage.Write{Turn: tr})
+	}
+	// Truncations of the same turn apply in order: the last one wins.
+	for _, text := range []string{"a", "b", "c"} {
+		ws = append(ws, storage.Write{Truncate: &storage.TruncateWrite{TenantID: "t1", ConversationID: c.ID, ItemID: "item-7", Text: text}})
+	}
+	// Two ends: the first wins.
+	first, second := c.StartedAt.Add(10*time.Second), c.StartedAt.Add(20*time.Second)
+	ws = append(ws,
+		storage.Write{End: &storage.EndWrite{TenantID: "t1", ID: c.ID, At: first}},
+		storage.Write{End: &storage.EndWrite{TenantID: "t1", ID: c.ID, At: second}},
+	)
+	errs := mustBatch(t, s, ws)
+	want := make([]error, len(ws))
+	want[0], want[1] = storage.ErrNotFound, storage.ErrNotFound
+	wantBatchErrs(t, errs, want)
+
+	got := mustList(t, s, "t1", c.ID)
+	if len(got) != n {
+		t.Fatalf("ListTurns = %d turns, want %d", len(got), n)
+	}
+	turns[6].Text = "c"
+	for i, tr := range turns {
+		if tr.Seq != i+1 {
+			t.Errorf("turn %s: assigned Seq = %d, want %d", tr.ID, tr.Seq, i+1)
+		}
+		checkTurn(t, &got[i], tr)
+	}
+	conv := mustGet(t, s, "t1", c.ID)
+	checkTime(t, "EndedAt", conv.EndedAt, first)
+	if conv.TurnCount != n || conv.DurationMS != 10000 {
+		t.Errorf("TurnCount=%d DurationMS=%d, want %d 10000", conv.TurnCount, conv.DurationMS, n)
+	}
+}
+
+func testWriteBatchInvalid(t *testing.T, s storage.Store) {
+	c := conversation("t1", "conv-1", t0.Add(time.Hour))
+	noExpiry := turn(c, "item-x", 2, time.Time{})
+	badConv := conversation("", "conv-2", t0.Add(time.Hour))
+	good := turn(c, "item-1", 1, t0.Add(time.Hour))
+	ws := []storage.Write{
+		{Create: c},
+		{},                            // nothing set
+		{Create: badConv, Turn: good}, // two fields set
+		{Turn: noExpiry},
+		{Create: badConv},
+		{End: &storage.EndWrite{TenantID: "t1", ID: c.ID}}, // zero At
+		{Turn: good},
+		{Truncate: &storage.TruncateWrite{TenantID: "t1", ConversationID: c.ID, ItemID: "item-x", Text: "x"}},
+	}
+	errs := mustBatch(t, s, ws)
+	wantBatchErrs(t, errs, []error{nil, storage.ErrInvalid, storage.ErrInvalid, storage.ErrInvalid,
+		storage.ErrInvalid, storage.ErrInvalid, nil, storage.ErrNotFound})
+	c.TurnCount = 1
+	checkConversation(t, mustGet(t, s, "t1", c.ID), c) // not ended
+	if got := mustList(t, s, "t1", c.ID); len(got) != 1 {
+		t.Errorf("ListTurns = %d turns, want 1", len(got))
+	}
+
+	// Only invalid writes: nothing to send, every one reported.
+	errs = mustBatch(t, s, []storage.Write{{}, {Turn: noExpiry}})
+	wantBatchErrs(t, errs, []error{storage.ErrInvalid, storage.ErrInvalid})
+}
+
+func testWriteBatchEmpty(t *testing.T, s storage.Store) {
+	for _, ws := range [][]storage.Write{nil, {}} {
+		errs, err := s.WriteBatch(t.Context(), ws)
+		if err != nil || len(errs) != 0 {
+			t.Errorf("WriteBatch(%v) = %v, %v; want no errors", ws, errs, err)
+		}
+	}
+}
+
+func testWriteBatchCancelled(t *testing.T, s storage.Store) {
+	c := conversation("t1", "conv-1", t0.Add(time.Hour))
+	tr := turn(c, "item-1", 0, t0.Add(time.Hour))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	errs, err := s.WriteBatch(ctx, []storage.Write{{Create: c}, {Turn: tr}})
+	if !errors.Is(err, context.Canceled) || errs != nil {
+		t.Errorf("WriteBatch(cancelled ctx) = %v, %v; want nil, context.Canceled", errs, err)
+	}
+	if tr.Seq != 0 {
+		t.Errorf("Seq written back by a failed batch: %d", tr.Seq)
+	}
+	_, err = s.GetConversation(t.Context(), "t1", c.ID)
+	wantErr(t, "GetConversation after a cancelled batch", err, storage.ErrNotFound)
+
+	// The store is still usable: the cancelled batch left no transaction
+	// open behind it.
+	wantBatchErrs(t, mustBatch(t, s, []storage.Write{{Create: c}, {Turn: tr}}), []error{nil, nil})
+	if tr.Seq != 1 {
+		t.Errorf("Seq = %d, want 1", tr.Seq)
+	}
+}
+
+func testWriteBatchConcurrent(t *testing.T, s storage.Store) {
+	const (
+		workers = 8
+		batches = 5
+		perConv = 8
+	)
+	shared := conversation("t1", "shared", t0.Add(time.Hour))
+	mustCreate(t, s, shared)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for b := range batches {
+				c := conversation("t1", fmt.Sprintf("conv-%d-%d", w, b), t0.Add(time.Hour))
+				ws := []storage.Write{{Create: c}}
+				for i := range perConv {
+					ws = append(ws,
+						storage.Write{Turn: turn(c, fmt.Sprint("item-", i), i+1, t0.Add(time.Hour))},
+						storage.Write{Turn: turn(shared, fmt.Sprintf("%s-item-%d", c.ID, i), 0, t0.Add(time.Hour))})
+				}
+				ws = append(ws, storage.Write{End: &storage.EndWrite{TenantID: "t1", ID: c.ID, At: t0.Add(time.Minute)}})
+				errs, err := s.WriteBatch(t.Context(), ws)
+				if err != nil {
+					t.Errorf("WriteBatch: %v", err)
+					return
+				}
+				for i, err := range errs {
+					if err != nil {
+						t.Errorf("%s write %d: %v", c.ID, i, err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	total := workers * batches * perConv
+	if n := mustGet(t, s, "t1", shared.ID).TurnCount; n != total {
+		t.Errorf("shared TurnCount = %d, want %d", n, total)
+	}
+	for i, tr := range mustList(t, s, "t1", shared.ID) {
+		if tr.Seq != i+1 {
+			t.Fatalf("shared turn %d has Seq %d: seqs must be 1..%d without gaps", i, tr.Seq, total)
+		}
+	}
+}
+
+// Legacy is a database on which only migration 1 (0001_init.sql) has been
+// applied, as version 1 of Parley left it, for RunUpgradeFrom1.
+type Legacy struct {
+	// Write inserts c and turns with the SQL of version 1, the way a node
+	// still running it would: raw INSERTs naming only the columns of
+	// migration 1, so the voice latency fields (EndOfTurnMS and after) are
+	// not written. c.TurnCount and every turn's Seq are set by the suite
+	// and stored as given. Write is called before and after Open.
+	Write func(t *testing.T, c *storage.Conversation, turns []*storage.Turn)
+	// Open opens a Store on the database with the current code, which
+	// applies the later migrations, and closes it when the test ends.
+	Open func(t *testing.T) storage.Store
+}
+
+// RunUpgradeFrom1 checks the upgrade from schema version 1: rows written
+// before the upgrade, and rows a version 1 node writes during a rolling
+// upgrade, read back with zero voice latency and everything else intact,
+// and the upgraded store round-trips every latency field. legacy must
+// return a fresh database at version 1.
+func RunUpgradeFrom1(t *testing.T, legacy func(t *testing.T) Legacy) {
+	db := legacy(t)
+
+	// Version 1 rows: the old latency figures are set, the voice ones
+	// cannot be.
+	v1Turns := func(c *storage.Conversation, n int) []*storage.Turn {
+		var turns []*storage.Turn
+		for seq := 1; seq <= n; seq++ {
+			turns = append(turns, turn(c, fmt.Sprint("item-", seq), seq, t0.Add(time.Hour)))
+		}
+		turns[0].Role = storage.RoleUser
+		turns[0].Latency = storage.Latency{}
+		c.TurnCount = n
+		return turns
+	}
+	before := conversation("t1", "before-upgrade", t0.Add(time.Hour))
+	beforeTurns := v1Turns(before, 2)
+	db.Write(t, before, beforeTurns)
+
+	s := db.Open(t)
+
+	// A version 1 node still writing after the schema moved on.
+	during := conversation("t1", "during-upgrade", t0.Add(time.Hour))
+	duringTurns := v1Turns(during, 2)
+	db.Write(t, during, duringTurns)
+
+	for _, tc := range []struct {
+		c     *storage.Conversation
+		turns []*storage.Turn
+	}{{before, beforeTurns}, {during, duringTurns}} {
+		checkConversation(t, mustGet(t, s, "t1", tc.c.ID), tc.c)
+		got := mustList(t, s, "t1", tc.c.ID)
+		if len(got) != len(tc.turns) {
+			t.Fatalf("%s: ListTurns = %d turns, want %d", tc.c.ID, len(got), len(tc.turns))
+		}
+		for i, want := range tc.turns {
+			// want.Latency has zero voice fields: they must read back 0.
+			checkTurn(t, &got[i], want)
+		}
+	}
+
+	// The upgraded store appends after the old turns (turn_count carried
+	// over) and keeps every latency field.
+	next := turn(before, "item-voice", 0, t0.Add(time.Hour))
+	next.Latency = voiceLatency()
+	mustAppend(t, s, next)
+	if next.Seq != 3 {
+		t.Errorf("Seq assigned after the upgrade = %d, want 3", next.Seq)
+	}
+	got := mustList(t, s, "t1", before.ID)
+	if len(got) != 3 {
+		t.Fatalf("ListTurns after append = %d turns, want 3", len(got))
+	}
+	checkTurn(t, &got[2], next)
+	if n := mustGet(t, s, "t1", before.ID).TurnCount; n != 3 {
+		t.Errorf("TurnCount = %d, want 3", n)
+	}
+}
+
 // BenchmarkAppendTurn measures AppendTurn on s: "serial" appends to one
 // conversation from one goroutine; "parallel" has each of b.RunParallel's
 // goroutines append to its own conversation.
@@ -683,5 +1093,66 @@ func BenchmarkAppendTurn(b *testing.B, s storage.Store) {
 				}
 			}
 		})
+	})
+}
+
+// BenchmarkWriteBatch measures WriteBatch with batches of 32 turns (and
+// reports ns/turn): "serial" writes to one conversation from one
+// goroutine; "parallel" has each of b.RunParallel's goroutines write to
+// its own conversation. One op is one batch.
+func BenchmarkWriteBatch(b *testing.B, s storage.Store) {
+	const perBatch = 32
+	ctx := context.Background()
+	expires := time.Now().Add(time.Hour)
+	var convIDs atomic.Int64
+	newConv := func() (*storage.Conversation, error) {
+		c := conversation(storage.DefaultTenant, fmt.Sprint("batch-", convIDs.Add(1)), expires)
+		return c, s.CreateConversation(ctx, c)
+	}
+	run := func(c *storage.Conversation, seq *int) error {
+		ws := make([]storage.Write, perBatch)
+		for i := range ws {
+			*seq++
+			ws[i].Turn = turn(c, fmt.Sprint("item-", *seq), *seq, expires)
+		}
+		errs, err := s.WriteBatch(ctx, ws)
+		if err != nil {
+			return err
+		}
+		return errors.Join(errs...)
+	}
+	report := func(b *testing.B) {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perBatch), "ns/turn")
+	}
+
+	b.Run("serial", func(b *testing.B) {
+		c, err := newConv()
+		if err != nil {
+			b.Fatal(err)
+		}
+		seq := 0
+		for b.Loop() {
+			if err := run(c, &seq); err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b)
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			c, err := newConv()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			seq := 0
+			for pb.Next() {
+				if err := run(c, &seq); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		report(b)
 	})
 }

@@ -4,6 +4,7 @@ package check
 
 import (
 	"fmt"
+	"time"
 
 	"parley/storage"
 )
@@ -63,4 +64,28 @@ func Limit(limit int) error {
 		return fmt.Errorf("%w: DeleteExpired limit must be positive, got %d", storage.ErrInvalid, limit)
 	}
 	return nil
+}
+
+// End checks an EndConversation end time.
+func End(at time.Time) error {
+	if at.IsZero() {
+		return fmt.Errorf("%w: EndConversation endedAt is zero", storage.ErrInvalid)
+	}
+	return nil
+}
+
+// Write checks one write of a batch the way the single method it stands
+// for checks its arguments.
+func Write(w *storage.Write) error {
+	switch {
+	case !w.Valid():
+		return storage.ErrInvalidWrite
+	case w.Create != nil:
+		return Conversation(w.Create)
+	case w.Turn != nil:
+		return Turn(w.Turn)
+	case w.End != nil:
+		return End(w.End.At)
+	}
+	return nil // Truncate: nothing to check, a missing turn is ErrNotFound
 }
