@@ -68,18 +68,25 @@ func (r *recorder) close() {
 	r.wg.Wait()
 }
 
-// maxBatch bounds the writes of one storage transaction.
-const maxBatch = 64
+// Batching: a shard collects the jobs that arrive within batchLinger of
+// the first (at most maxBatch) and writes them in one transaction. Commits
+// dominate the cost of a write, so under load many turns share one; a lone
+// turn waits batchLinger at most.
+const (
+	maxBatch    = 64
+	batchLinger = 5 * time.Millisecond
+)
 
-// work writes one shard's jobs: it takes what has queued up (at most
-// maxBatch) and writes it in one transaction, so under load many turns
-// share a commit while a lone turn is written at once.
 func (r *recorder) work(jobs <-chan recordJob) {
 	defer r.wg.Done()
 	batch := make([]recordJob, 0, maxBatch)
 	writes := make([]storage.Write, 0, maxBatch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
 	for j := range jobs {
 		batch = append(batch[:0], j)
+		linger.Reset(batchLinger)
 	fill:
 		for len(batch) < maxBatch {
 			select {
@@ -88,10 +95,11 @@ func (r *recorder) work(jobs <-chan recordJob) {
 					break fill
 				}
 				batch = append(batch, j)
-			default:
+			case <-linger.C:
 				break fill
 			}
 		}
+		linger.Stop()
 		writes = writes[:0]
 		for _, j := range batch {
 			writes = append(writes, j.write())

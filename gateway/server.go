@@ -124,7 +124,7 @@ func New(opts Options) (*Server, error) {
 		opts: opts, log: opts.Logger, registry: reg, metrics: newMetrics(reg),
 		draining: make(chan struct{}), hardStop: make(chan struct{}),
 	}
-	s.recorder = newRecorder(opts.Store, opts.Logger, s.metrics, 4, 1024)
+	s.recorder = newRecorder(opts.Store, opts.Logger, s.metrics, 2, 2048)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
