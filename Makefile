@@ -19,6 +19,7 @@ test: deps
 
 bench: deps
 	$(GO) run ./bench/gatewaybench $(ARGS)
+	$(GO) run ./bench/voicebench
 
 lint: deps
 	$(GO) vet ./...
