@@ -599,12 +599,22 @@ func TestMaxOutputTokensAndOutOfBand(t *testing.T) {
 func TestReadLimit(t *testing.T) {
 	h := newHarness(t, &scriptAgent{}, func(o *Options) { o.ReadLimit = 2048 })
 	c := h.mustDial()
-	c.send(`{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"` + strings.Repeat("x", 4096) + `"}]}}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	big := `{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"` + strings.Repeat("x", 4096) + `"}]}}`
+	werr := c.conn.Write(ctx, websocket.MessageText, []byte(big))
 	_, err := c.read(5 * time.Second)
-	if websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
-		t.Fatalf("got %v, want close 1009", err)
+	// The server answers with close 1009. It closes with the rest of the
+	// message unread, so the kernel may reset the connection before the
+	// client reads the close frame: a reset is the same outcome seen late.
+	if websocket.CloseStatus(err) != websocket.StatusMessageTooBig && !isReset(werr) && !isReset(err) {
+		t.Fatalf("got %v / %v, want close 1009", werr, err)
 	}
 	waitNoSessions(t, h.gw)
+}
+
+func isReset(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe"))
 }
 
 func TestSlowClientIsClosed(t *testing.T) {
