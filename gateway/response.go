@@ -360,6 +360,10 @@ func (s *session) finishResponse(r *response, status, reason string, cause error
 	final := r.obj
 	s.send(&realtime.ResponseEvent{Type: realtime.TypeResponseDone, EventID: s.nextEventID(), Response: &final})
 
+	// With idle_timeout_ms, silence after the answer is watched from now.
+	if l := s.listen; l != nil && l.turn != nil && l.turnCfg.IdleTimeoutMS != nil {
+		l.turn.ArmIdle()
+	}
 	m := s.srv.metrics
 	m.responses.WithLabelValues(status).Inc()
 	m.responseTime.Observe(now.Sub(r.requested).Seconds())

@@ -292,3 +292,21 @@ func TestTruncateSpokenItem(t *testing.T) {
 		t.Fatalf("stored %+v", turns)
 	}
 }
+
+// idle_timeout_ms: silence after an answer triggers
+// input_audio_buffer.timeout_triggered.
+func TestIdleTimeoutTriggered(t *testing.T) {
+	rec := &fakeRecognizer{text: "hello"}
+	h := voiceHarness(t, rec, &toneSynth{}, []string{"Hi."})
+	c := h.mustDial()
+	c.send(`{"type":"session.update","session":{"audio":{"input":{"turn_detection":{"type":"server_vad","idle_timeout_ms":5000}}}}}`)
+	c.until(realtime.TypeSessionUpdated)
+	c.sendPCM(loadFixture(t, "hello"))
+	c.until(realtime.TypeResponseDone)
+	c.sendPCM(silence(6000))
+	ev := c.until(realtime.TypeAudioTimeoutTriggered)
+	last := ev[len(ev)-1]
+	if last["audio_end_ms"].(float64)-last["audio_start_ms"].(float64) < 5000 {
+		t.Fatalf("timeout %v", last)
+	}
+}
