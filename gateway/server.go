@@ -147,8 +147,8 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // Registry returns the Prometheus registry the server reports to.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
 
-// Metrics returns a hook for other components (such as the retention
-// sweeper) to report swept rows.
+// SweptRows counts rows the retention sweeper deleted in the server's
+// metrics.
 func (s *Server) SweptRows(n int) { s.metrics.sweptRows.Add(float64(n)) }
 
 func (s *Server) now() time.Time { return s.opts.Now() }
