@@ -90,4 +90,7 @@ type Agent struct {
 	TopK         int       // passages retrieved per question (0 means 4)
 	Voice        string    // synthesizer voice for spoken replies ("" for the engine default)
 	Language     string    // BCP 47 language of the conversation ("" for the engines' default)
+	// SpeechCorpus is text of the agent's domain (its documents) that
+	// speech recognizers adapt their language model to.
+	SpeechCorpus []string
 }

@@ -212,7 +212,7 @@ func (s *session) startUtterance(startMS int64) *utterance {
 		s.sttCh = make(chan sttMsg, 4)
 	}
 	s.sttWG.Add(1)
-	cfg := stt.StreamConfig{Language: s.agent.Language}
+	cfg := stt.StreamConfig{Language: s.agent.Language, Corpus: s.agent.SpeechCorpus}
 	if t := s.state.Audio.Input.Transcription; t != nil {
 		if t.Language != "" {
 			cfg.Language = t.Language

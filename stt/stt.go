@@ -22,6 +22,10 @@ type Recognizer interface {
 type StreamConfig struct {
 	Language string // BCP 47 or ISO 639-1, "" for the engine default
 	Prompt   string // vocabulary hint, where the engine supports one
+	// Corpus is text typical of the conversation (an agent's documents).
+	// Engines that can adapt their language model to it do; others ignore
+	// it. The same slice should be passed for every stream of an agent.
+	Corpus []string
 }
 
 // Stream recognizes one utterance. Its methods are called from one

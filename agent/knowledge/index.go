@@ -323,3 +323,13 @@ func better(a, b scored) bool {
 	}
 	return a.chunk < b.chunk
 }
+
+// Texts returns the text of every chunk, in document order: a corpus for
+// adapting a speech recognizer's language model to the agent's domain.
+func (ix *Index) Texts() []string {
+	out := make([]string, len(ix.chunks))
+	for i, c := range ix.chunks {
+		out[i] = c.text
+	}
+	return out
+}

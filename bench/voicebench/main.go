@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"parley/agent/knowledge"
 	"parley/media"
 	"parley/stt"
 	"parley/stt/pocketsphinx"
@@ -24,9 +25,10 @@ import (
 
 func main() {
 	dir := flag.String("fixtures", "testdata/audio", "directory of the spoken fixtures (fixtures.tsv, NAME.wav, NAME.opus)")
+	kdir := flag.String("knowledge", "configs/knowledge/assistant", "knowledge directory whose text adapts the recognizer's language model (as parleyd does for the agent); empty: the generic model only")
 	wer := flag.Bool("wer", true, "measure the pocketsphinx word error rate")
 	flag.Parse()
-	if err := run(*dir, *wer); err != nil {
+	if err := run(*dir, *kdir, *wer); err != nil {
 		fmt.Fprintln(os.Stderr, "voicebench:", err)
 		os.Exit(1)
 	}
@@ -72,7 +74,7 @@ func packets(path string) ([][]byte, error) {
 	return ps, nil
 }
 
-func run(dir string, withWER bool) error {
+func run(dir, kdir string, withWER bool) error {
 	fs, err := loadFixtures(dir)
 	if err != nil {
 		return err
@@ -131,6 +133,27 @@ func run(dir string, withWER bool) error {
 		return err
 	}
 	defer rec.Close()
+	for _, corpus := range [][]string{nil, knowledgeCorpus(kdir)} {
+		if err := measureWER(rec, dir, fs, corpus, kdir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func knowledgeCorpus(kdir string) []string {
+	if kdir == "" {
+		return nil
+	}
+	ix, err := knowledge.Load(kdir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "voicebench:", err)
+		return nil
+	}
+	return ix.Texts()
+}
+
+func measureWER(rec *pocketsphinx.Recognizer, dir string, fs []fixture, corpus []string, kdir string) error {
 	var edits, words int
 	var cpu time.Duration
 	var audio time.Duration
@@ -142,7 +165,7 @@ func run(dir string, withWER bool) error {
 			return err
 		}
 		start := time.Now()
-		s, err := rec.NewStream(context.Background(), stt.StreamConfig{})
+		s, err := rec.NewStream(context.Background(), stt.StreamConfig{Corpus: corpus})
 		if err != nil {
 			return err
 		}
@@ -164,12 +187,17 @@ func run(dir string, withWER bool) error {
 		rows = append(rows, row{f.name, f.text, hyp})
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
-	fmt.Printf("Offline recognizer (pocketsphinx, Debian en-us model) on the fixtures\n")
+	if corpus == nil {
+		fmt.Printf("Offline recognizer (pocketsphinx, Debian en-us model) on the fixtures\n")
+	} else {
+		fmt.Printf("Offline recognizer (pocketsphinx, Debian en-us acoustic model, bigram language model of %s) on the fixtures\n", kdir)
+	}
 	for _, r := range rows {
 		fmt.Printf("  %-18s %-40q -> %q\n", r.name, r.ref, r.hyp)
 	}
 	fmt.Printf("  word error rate %.1f%% (%d edits / %d words); real-time factor %.2f (wall time / audio time, one decoder)\n",
 		100*float64(edits)/float64(words), edits, words, cpu.Seconds()/audio.Seconds())
+	fmt.Println()
 	return nil
 }
 

@@ -6,7 +6,7 @@ func TestRunOnFixtures(t *testing.T) {
 	if testing.Short() {
 		t.Skip("benchmarks the fixtures")
 	}
-	if err := run("../../testdata/audio", false); err != nil {
+	if err := run("../../testdata/audio", "", false); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -316,6 +316,7 @@ func BuildAgents(cfg *config.Config, getenv func(string) string) (map[string]*ag
 				return nil, fmt.Errorf("agents[%d].knowledge_dir: %w", i, err)
 			}
 			a.Knowledge = idx
+			a.SpeechCorpus = idx.Texts()
 		}
 		switch ac.Engine {
 		case config.EngineKB:

@@ -40,7 +40,7 @@ func TestVoiceOffline(t *testing.T) {
 	c.until("conversation.item.done") // greeting
 	c.send(map[string]any{"type": "session.update", "session": map[string]any{"output_modalities": []string{"audio"}}})
 	c.until("session.updated")
-	c.appendPCM(fixturePCM(t, "add_documents"))
+	c.appendPCM(fixturePCM(t, "transcripts_kept"))
 	evs := c.until("response.done")
 	var transcript, answer string
 	var audio []int16
@@ -76,10 +76,10 @@ func TestVoiceOffline(t *testing.T) {
 			t.Fatalf("no %s", typ)
 		}
 	}
-	// Debian's generic en-us model recognizes espeak-ng's voice poorly
-	// (see the README's numbers); the pipeline is checked here, the
-	// recognition quality by the word error rate in make bench.
-	if strings.TrimSpace(transcript) == "" || strings.TrimSpace(answer) == "" {
+	// The recognizer's language model is adapted to the agent's documents,
+	// so the question's key words come through and the knowledge base
+	// answers it.
+	if !strings.Contains(strings.ToLower(transcript), "transcripts") || !strings.Contains(answer, "90 days") {
 		t.Fatalf("transcript %q, answer %q", transcript, answer)
 	}
 	if len(audio) < 24000 || media.DBFS(audio) < -40 {

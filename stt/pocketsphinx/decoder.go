@@ -37,6 +37,10 @@ type decoder struct {
 	// decoder when the utterance starts. It belongs to whichever stream
 	// holds the decoder and is reused from utterance to utterance.
 	pending []int16
+	// lm is the search ps_init set up (the configured language model);
+	// domains are the domain language models loaded on this decoder.
+	lm      string
+	domains map[string]bool
 }
 
 // newDecoder loads the acoustic model, language model and dictionary.
@@ -136,4 +140,28 @@ func trimNL(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// defaultSearch names the search ps_init set up.
+func (d *decoder) defaultSearch() string { return C.GoString(C.parley_dec_search(d.c)) }
+
+// addLMFile loads a language model file into the named search.
+func (d *decoder) addLMFile(name, path string) error {
+	cn, cp := C.CString(name), C.CString(path)
+	defer C.free(unsafe.Pointer(cn))
+	defer C.free(unsafe.Pointer(cp))
+	if C.parley_dec_add_lm_file(d.c, cn, cp) != 0 {
+		return errors.New("pocketsphinx could not load the domain language model")
+	}
+	return nil
+}
+
+// useSearch activates a named search for the next utterance.
+func (d *decoder) useSearch(name string) error {
+	cn := C.CString(name)
+	defer C.free(unsafe.Pointer(cn))
+	if C.parley_dec_use_search(d.c, cn) != 0 {
+		return errors.New("pocketsphinx has no search " + name)
+	}
+	return nil
 }

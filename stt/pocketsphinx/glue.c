@@ -203,3 +203,21 @@ parley_dec_free(parley_dec *d)
     ps_free(d->ps);
     free(d);
 }
+
+int
+parley_dec_add_lm_file(parley_dec *d, const char *name, const char *path)
+{
+    return ps_set_lm_file(d->ps, name, path);
+}
+
+int
+parley_dec_use_search(parley_dec *d, const char *name)
+{
+    return ps_set_search(d->ps, name);
+}
+
+const char *
+parley_dec_search(parley_dec *d)
+{
+    return ps_get_search(d->ps);
+}

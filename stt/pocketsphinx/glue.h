@@ -68,4 +68,13 @@ int parley_dec_end(parley_dec *d);
 /* parley_dec_free releases the decoder and its configuration. */
 void parley_dec_free(parley_dec *d);
 
+/* Searches. parley_dec_add_lm_file loads an n-gram language model (ARPA
+ * or binary) into a named search and activates it; parley_dec_use_search
+ * activates a named search between utterances; parley_dec_search names the
+ * active one (right after initialization: the model of parley_dec_new).
+ * 0 on success. */
+int parley_dec_add_lm_file(parley_dec *d, const char *name, const char *path);
+int parley_dec_use_search(parley_dec *d, const char *name);
+const char *parley_dec_search(parley_dec *d);
+
 #endif

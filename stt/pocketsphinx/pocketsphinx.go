@@ -232,6 +232,10 @@ func (r *Recognizer) NewStream(ctx context.Context, cfg stt.StreamConfig) (stt.S
 		<-r.slots
 		return nil, err
 	}
+	if err := r.selectDomain(d, cfg.Corpus); err != nil {
+		r.put(d, false)
+		return nil, &stt.Error{Code: stt.CodeError, Message: "loading the domain language model", Err: err}
+	}
 	st := &stream{r: r, d: d, priming: r.primeFrames > 0}
 	var err2 error
 	if st.priming {
