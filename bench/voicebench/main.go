@@ -27,7 +27,15 @@ func main() {
 	dir := flag.String("fixtures", "testdata/audio", "directory of the spoken fixtures (fixtures.tsv, NAME.wav, NAME.opus)")
 	kdir := flag.String("knowledge", "configs/knowledge/assistant", "knowledge directory whose text adapts the recognizer's language model (as parleyd does for the agent); empty: the generic model only")
 	wer := flag.Bool("wer", true, "measure the pocketsphinx word error rate")
+	sessions := flag.Int("sessions", 100, "concurrent voice sessions for the voice-turn latency (0 skips it)")
+	turns := flag.Int("turns", 2, "spoken turns per voice session")
 	flag.Parse()
+	if *sessions > 0 {
+		if err := voiceTurns(*dir, *sessions, *turns); err != nil {
+			fmt.Fprintln(os.Stderr, "voicebench:", err)
+			os.Exit(1)
+		}
+	}
 	if err := run(*dir, *kdir, *wer); err != nil {
 		fmt.Fprintln(os.Stderr, "voicebench:", err)
 		os.Exit(1)

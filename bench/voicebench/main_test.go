@@ -25,3 +25,12 @@ func TestNormalizeAndFixtures(t *testing.T) {
 		}
 	}
 }
+
+func TestVoiceTurns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("streams audio in real time")
+	}
+	if err := voiceTurns("../../testdata/audio", 2, 1); err != nil {
+		t.Fatal(err)
+	}
+}
