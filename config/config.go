@@ -98,12 +98,13 @@ type Shutdown struct {
 
 // Voice selects the speech engines shared by all agents.
 type Voice struct {
-	STTEngine    string       `yaml:"stt_engine"` // pocketsphinx, openai or none
-	TTSEngine    string       `yaml:"tts_engine"` // espeak, openai or none
-	Pocketsphinx Pocketsphinx `yaml:"pocketsphinx"`
-	Espeak       Espeak       `yaml:"espeak"`
-	OpenAISTT    OpenAISpeech `yaml:"openai_stt"`
-	OpenAITTS    OpenAISpeech `yaml:"openai_tts"`
+	STTEngine     string        `yaml:"stt_engine"` // pocketsphinx, openai or none
+	TTSEngine     string        `yaml:"tts_engine"` // espeak, openai or none
+	EngineTimeout time.Duration `yaml:"engine_timeout"`
+	Pocketsphinx  Pocketsphinx  `yaml:"pocketsphinx"`
+	Espeak        Espeak        `yaml:"espeak"`
+	OpenAISTT     OpenAISpeech  `yaml:"openai_stt"`
+	OpenAITTS     OpenAISpeech  `yaml:"openai_tts"`
 }
 
 // Pocketsphinx configures the offline recognizer (Debian's en-us model by
@@ -196,7 +197,7 @@ func Default() Config {
 		Retention: Retention{TranscriptDays: 90, MetadataDays: 365},
 		Log:       Log{Level: "info", Format: "auto"},
 		Shutdown:  Shutdown{DrainTimeout: 30 * time.Second},
-		Voice:     Voice{STTEngine: EnginePocketsphinx, TTSEngine: EngineEspeak},
+		Voice:     Voice{STTEngine: EnginePocketsphinx, TTSEngine: EngineEspeak, EngineTimeout: 30 * time.Second},
 	}
 }
 
@@ -480,6 +481,7 @@ func (c *Config) Validate() error {
 	}
 	positive("shutdown.drain_timeout", c.Shutdown.DrainTimeout)
 	v := c.Voice
+	positive("voice.engine_timeout", v.EngineTimeout)
 	switch v.STTEngine {
 	case EnginePocketsphinx, EngineOpenAI, EngineNone:
 	default:

@@ -53,7 +53,7 @@ func TestDefaultConfigDocumentsEveryKey(t *testing.T) {
 		"format", "drain_timeout", "id", "name", "instructions", "greeting", "engine", "knowledge_dir", "top_k",
 		"max_sentences", "base_url", "model", "api_key_env", "temperature", "max_output_tokens", "request_timeout",
 		"first_token_timeout", "retries", "voice", "stt_engine", "tts_engine", "pocketsphinx", "model_dir", "lm", "dict",
-		"max_decoders", "espeak", "words_per_minute", "openai_stt", "openai_tts", "timeout", "max_concurrent", "language"} {
+		"max_decoders", "espeak", "words_per_minute", "openai_stt", "openai_tts", "timeout", "max_concurrent", "language", "engine_timeout"} {
 		if !strings.Contains(string(data), key+":") {
 			t.Errorf("configs/parley.yaml does not document %q", key)
 		}

@@ -45,6 +45,7 @@ type Options struct {
 	IdleTimeout     time.Duration // without client events (15m)
 	MaxDuration     time.Duration // per session (60m)
 	MaxSessions     int           // concurrent sessions on this node (10000)
+	EngineTimeout   time.Duration // longest a recognizer's final result or one synthesized sentence may take (30s)
 	HistoryMessages int           // messages of context given to the agent (40)
 
 	Logger   zerolog.Logger
@@ -70,6 +71,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxSessions == 0 {
 		o.MaxSessions = 10000
+	}
+	if o.EngineTimeout == 0 {
+		o.EngineTimeout = 30 * time.Second
 	}
 	if o.HistoryMessages == 0 {
 		o.HistoryMessages = 40

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,9 +120,15 @@ func (s *session) runSTT(ctx context.Context, u *utterance, rec stt.Recognizer, 
 		return
 	}
 	start := time.Now()
-	text, err := stream.Final(ctx)
+	fctx, cancel := context.WithTimeout(ctx, s.srv.opts.EngineTimeout)
+	text, err := stream.Final(fctx)
+	timedOut := errors.Is(fctx.Err(), context.DeadlineExceeded)
+	cancel()
 	if ctx.Err() != nil {
 		return
+	}
+	if err != nil && timedOut {
+		err = &stt.Error{Code: stt.CodeTimeout, Message: "the recognizer did not finish in time", Err: err}
 	}
 	report(sttMsg{final: true, text: strings.TrimSpace(text), err: err, engineD: time.Since(start)})
 }
@@ -274,9 +281,15 @@ func (s *session) runTTS(ctx context.Context, r *response, syn tts.Synthesizer, 
 	for text := range sentences {
 		req.Text = text
 		synthStart = time.Now()
-		err := syn.Synthesize(ctx, req, func(pcm []int16) error { return enc.push(pcm, emit) })
+		sctx, cancel := context.WithTimeout(ctx, s.srv.opts.EngineTimeout)
+		err := syn.Synthesize(sctx, req, func(pcm []int16) error { return enc.push(pcm, emit) })
+		timedOut := errors.Is(sctx.Err(), context.DeadlineExceeded)
+		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if err != nil && timedOut {
+			err = &tts.Error{Code: tts.CodeTimeout, Message: "the synthesizer did not finish a sentence in time", Err: err}
 		}
 		if err != nil {
 			fail(err)

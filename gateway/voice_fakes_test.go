@@ -16,6 +16,7 @@ import (
 type fakeRecognizer struct {
 	text    string
 	fail    error
+	hang    bool // Final waits for its context
 	streams atomic.Int32
 	mu      sync.Mutex
 	samples []int // samples received per stream
@@ -44,6 +45,10 @@ func (s *fakeStream) Final(ctx context.Context) (string, error) {
 	s.f.mu.Lock()
 	s.f.samples = append(s.f.samples, s.n)
 	s.f.mu.Unlock()
+	if s.f.hang {
+		<-ctx.Done()
+		return "", ctx.Err()
+	}
 	if s.f.fail != nil {
 		return "", s.f.fail
 	}
@@ -56,6 +61,7 @@ func (s *fakeStream) Close() error { return nil }
 // paced in real time.
 type toneSynth struct {
 	realtime bool
+	fail     error
 	calls    atomic.Int32
 }
 
@@ -63,6 +69,9 @@ func (t *toneSynth) SampleRate() int { return 24000 }
 
 func (t *toneSynth) Synthesize(ctx context.Context, req tts.Request, emit func([]int16) error) error {
 	t.calls.Add(1)
+	if t.fail != nil {
+		return t.fail
+	}
 	total := len(req.Text) * 240
 	buf := make([]int16, 480)
 	for i := 0; i < total; i += len(buf) {

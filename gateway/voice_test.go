@@ -11,6 +11,8 @@ import (
 	"parley/media"
 	"parley/realtime"
 	"parley/storage"
+	"parley/stt"
+	"parley/tts"
 )
 
 func loadFixture(t *testing.T, name string) []int16 {
@@ -308,5 +310,95 @@ func TestIdleTimeoutTriggered(t *testing.T) {
 	last := ev[len(ev)-1]
 	if last["audio_end_ms"].(float64)-last["audio_start_ms"].(float64) < 5000 {
 		t.Fatalf("timeout %v", last)
+	}
+}
+
+// Engines that fail or hang cost the turn, never the session, and leave no
+// half-written user turn.
+func TestRecognizerFailureAndHang(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		rec  *fakeRecognizer
+		code string
+	}{
+		{"fails", &fakeRecognizer{fail: &stt.Error{Code: "stt_unavailable", Message: "down"}}, "stt_unavailable"},
+		{"hangs", &fakeRecognizer{hang: true}, "stt_timeout"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, &scriptAgent{deltas: []string{"x"}}, func(o *Options) {
+				o.Recognizer, o.Synthesizer = tt.rec, &toneSynth{}
+				o.EngineTimeout = 300 * time.Millisecond
+			})
+			c := h.mustDial()
+			c.sendPCM(loadFixture(t, "hello"))
+			evs := c.until(realtime.TypeTranscriptionFailed)
+			failed := evs[len(evs)-1]["error"].(map[string]any)
+			if failed["code"] != tt.code {
+				t.Fatalf("failed %v", failed)
+			}
+			for _, ev := range evs {
+				if ev["type"] == realtime.TypeResponseCreated {
+					t.Fatal("a response started without a transcript")
+				}
+			}
+			// The session goes on: a text turn still works.
+			c.send(userHello)
+			c.send(`{"type":"response.create"}`)
+			c.until(realtime.TypeResponseDone)
+			c.conn.CloseNow()
+			waitNoSessions(t, h.gw)
+			_ = h.gw.Close()
+			_, turns, _ := h.store.onlyConversation()
+			for _, tr := range turns {
+				if tr.Role == storage.RoleUser && tr.Text != "Hello there" {
+					t.Fatalf("half-written user turn stored: %+v", tr)
+				}
+			}
+		})
+	}
+}
+
+func TestAudioFasterThanRealTime(t *testing.T) {
+	h := voiceHarness(t, &fakeRecognizer{text: "x"}, &toneSynth{}, []string{"x"})
+	c := h.mustDial()
+	// 45 s of audio at once: past the 30 s burst allowance.
+	c.sendPCM(silence(45_000))
+	var got map[string]any
+	for got == nil {
+		ev := c.next()
+		if ev["type"] == "error" {
+			got = ev["error"].(map[string]any)
+		}
+	}
+	if got["code"] != "audio_too_fast" {
+		t.Fatal(got)
+	}
+	c.send(`{"type":"conversation.item.retrieve","item_id":"nope"}`)
+	for {
+		ev := c.next()
+		if e, ok := ev["error"].(map[string]any); ok && e["code"] == realtime.CodeItemNotFound {
+			break // the session still answers
+		}
+	}
+}
+
+func TestSynthesizerFailure(t *testing.T) {
+	syn := &toneSynth{fail: &tts.Error{Code: "tts_unavailable", Message: "down"}}
+	h := voiceHarness(t, &fakeRecognizer{text: "hello"}, syn, []string{"Hi there. ", "More."})
+	c := h.mustDial()
+	c.send(`{"type":"session.update","session":{"output_modalities":["audio"]}}`)
+	c.until(realtime.TypeSessionUpdated)
+	c.send(userHello)
+	c.send(`{"type":"response.create"}`)
+	evs := c.until(realtime.TypeResponseDone)
+	final := evs[len(evs)-1]["response"].(map[string]any)
+	if final["status"] != "failed" || final["status_details"].(map[string]any)["error"].(map[string]any)["code"] != "tts_unavailable" {
+		t.Fatalf("final %v", final)
+	}
+	c.send(`{"type":"session.update","session":{"output_modalities":["text"]}}`)
+	c.until(realtime.TypeSessionUpdated)
+	c.send(`{"type":"response.create"}`)
+	if evs := c.until(realtime.TypeResponseDone); evs[len(evs)-1]["response"].(map[string]any)["status"] != "completed" {
+		t.Fatal("session unusable after a synthesizer failure")
 	}
 }

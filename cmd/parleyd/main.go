@@ -144,6 +144,7 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 		MaxDuration:     cfg.Realtime.MaxDuration,
 		MaxSessions:     cfg.Realtime.MaxSessions,
 		HistoryMessages: cfg.Realtime.HistoryMessages,
+		EngineTimeout:   cfg.Voice.EngineTimeout,
 		Logger:          m.Log,
 	})
 	if err != nil {
