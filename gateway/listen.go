@@ -20,6 +20,7 @@ const (
 	maxAudioSpeed      = 10
 	audioBurstMS       = 30_000
 	maxUtteranceMS     = 60_000 // a longer turn is committed as it is
+	maxAppendMS        = 15_000 // audio in one append (bigger events close with 1009 at the read limit)
 	maxAppendDecodedKB = 2048
 )
 
@@ -101,6 +102,9 @@ func (s *session) appendAudio(ev *realtime.ClientEvent, at time.Time) *realtime.
 		return rerr
 	}
 	ms := int64(len(pcm)) * 1000 / PipelineRate
+	if ms > maxAppendMS {
+		return realtime.Invalid("audio_append_too_large", "audio", "one append carries %d ms of audio; send at most %d ms per append", ms, maxAppendMS)
+	}
 	if l.first.IsZero() {
 		l.first = at
 	}

@@ -402,3 +402,22 @@ func TestSynthesizerFailure(t *testing.T) {
 		t.Fatal("session unusable after a synthesizer failure")
 	}
 }
+
+func TestOversizeAppend(t *testing.T) {
+	h := newHarness(t, &scriptAgent{deltas: []string{"x"}}, func(o *Options) {
+		o.Recognizer, o.Synthesizer, o.ReadLimit = &fakeRecognizer{text: "x"}, &toneSynth{}, 4<<20
+	})
+	c := h.mustDial()
+	c.conn.SetReadLimit(4 << 20)
+	b := media.PCM16LEToBytes(nil, silence(16_000)) // 16 s in one append
+	c.send(`{"type":"input_audio_buffer.append","event_id":"big","audio":"` + base64.StdEncoding.EncodeToString(b) + `"}`)
+	ev := c.next()
+	if e := ev["error"].(map[string]any); e["code"] != "audio_append_too_large" || e["event_id"] != "big" {
+		t.Fatal(ev)
+	}
+	c.sendPCM(silence(100)) // the session goes on
+	c.send(`{"type":"input_audio_buffer.clear"}`)
+	if ev := c.next(); ev["type"] != realtime.TypeAudioCleared {
+		t.Fatal(ev)
+	}
+}
