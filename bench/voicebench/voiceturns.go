@@ -174,7 +174,6 @@ func voiceSession(url, key string, chunks []string, turns int) (lat, srvGW []tim
 	type mark struct {
 		stopped, firstAudio time.Time
 		gw                  float64
-		done                bool
 	}
 	results := make(chan mark, turns)
 	readErr := make(chan error, 1)
