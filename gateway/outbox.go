@@ -144,7 +144,13 @@ func (o *outbox) run() {
 		o.queue, o.spare = o.spare[:0], nil
 		o.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(context.Background(), o.writeTimeout)
+		// Corked, a frame write only fills a buffer (uncork has its own
+		// socket deadline), so it needs no context timer; otherwise each
+		// batch gets the write timeout.
+		ctx, cancel := context.Background(), context.CancelFunc(func() {})
+		if o.cc == nil {
+			ctx, cancel = context.WithTimeout(ctx, o.writeTimeout)
+		}
 		var err error
 		var wrote []*atomic.Int64 // clocks to stamp once the batch is on the socket
 		if o.cc != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,9 +63,14 @@ func (s *session) startResponse(p *realtime.ResponseParams, at time.Time) *realt
 			history = appendMessage(history, it)
 		}
 	} else {
-		for _, it := range s.items {
-			history = appendMessage(history, it)
+		// The last HistoryMessages messages, without walking (or copying)
+		// the whole conversation.
+		n := s.srv.opts.HistoryMessages
+		history = make([]agent.Message, 0, min(n, len(s.items)))
+		for i := len(s.items) - 1; i >= 0 && len(history) < n; i-- {
+			history = appendMessage(history, s.items[i])
 		}
+		slices.Reverse(history)
 	}
 	if n := s.srv.opts.HistoryMessages; len(history) > n {
 		history = history[len(history)-n:]
