@@ -361,8 +361,13 @@ func TestRecognizerFailureAndHang(t *testing.T) {
 func TestAudioFasterThanRealTime(t *testing.T) {
 	h := voiceHarness(t, &fakeRecognizer{text: "x"}, &toneSynth{}, []string{"x"})
 	c := h.mustDial()
-	// 45 s of audio at once: past the 30 s burst allowance.
-	c.sendPCM(silence(45_000))
+	// 120 s of audio in 2 s appends, as fast as the client can: past the
+	// 30 s burst allowance plus 10x the (short) elapsed time.
+	b := media.PCM16LEToBytes(nil, silence(2000))
+	ev, _ := json.Marshal(map[string]string{"type": "input_audio_buffer.append", "audio": base64.StdEncoding.EncodeToString(b)})
+	for i := 0; i < 60; i++ {
+		c.send(string(ev))
+	}
 	var got map[string]any
 	for got == nil {
 		ev := c.next()
