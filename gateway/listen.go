@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"time"
+	"unsafe"
 
 	"parley/media"
 	"parley/realtime"
@@ -90,7 +91,10 @@ func (s *session) appendAudio(ev *realtime.ClientEvent, at time.Time) *realtime.
 	if cap(l.b64) < n {
 		l.b64 = make([]byte, n)
 	}
-	m, err := base64.StdEncoding.Decode(l.b64[:n], []byte(ev.Audio))
+	// Decode only reads its source: view the string's bytes instead of
+	// copying them (this runs for every appended frame).
+	src := unsafe.Slice(unsafe.StringData(ev.Audio), len(ev.Audio))
+	m, err := base64.StdEncoding.Decode(l.b64[:n], src)
 	if err != nil {
 		return realtime.Invalid(realtime.CodeInvalidValue, "audio", "audio is not valid base64: %v", err)
 	}

@@ -159,27 +159,32 @@ func TestBargeIn(t *testing.T) {
 	c.until(realtime.TypeOutputAudioDelta)
 
 	// A cough during playback must not interrupt.
-	c.sendPCM(loadFixture(t, "noise_cough"))
+	cough := loadFixture(t, "noise_cough")
+	c.sendPCM(cough)
 	time.Sleep(300 * time.Millisecond)
 	// Speech does, at once.
 	start := time.Now()
 	c.sendPCM(speech)
 	var final map[string]any
-	sawStarted := false
-	for {
+	var starts []float64
+	for final == nil {
 		ev := c.next()
 		switch ev["type"] {
 		case realtime.TypeSpeechStarted:
-			sawStarted = true
+			starts = append(starts, ev["audio_start_ms"].(float64))
 		case realtime.TypeResponseDone:
 			final = ev["response"].(map[string]any)
 		}
-		if final != nil {
-			break
-		}
 	}
-	if !sawStarted || final["status"] != "cancelled" || final["status_details"].(map[string]any)["reason"] != "turn_detected" {
-		t.Fatalf("barge-in: started %v final %v", sawStarted, final)
+	if final["status"] != "cancelled" || final["status_details"].(map[string]any)["reason"] != "turn_detected" {
+		t.Fatalf("barge-in: final %v", final)
+	}
+	// Exactly one speech start, and it lies in the second spoken question,
+	// not in the cough (audio time: speech, then cough, then speech again,
+	// whose voice begins 600 ms in; the start includes 300 ms of padding).
+	secondSpeech := float64(len(speech)+len(cough))/24 + 600 - 300
+	if len(starts) != 1 || starts[0] < secondSpeech-150 {
+		t.Fatalf("speech starts %v, want one at about %.0f ms (the cough must not count)", starts, secondSpeech)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("barge-in took %v", d)
