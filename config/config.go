@@ -31,6 +31,7 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Shutdown  Shutdown  `yaml:"shutdown"`
 	Voice     Voice     `yaml:"voice"`
+	WebRTC    WebRTC    `yaml:"webrtc"`
 	Agents    []Agent   `yaml:"agents"`
 
 	// Dir is the directory of the config file; relative knowledge
@@ -58,6 +59,38 @@ func (t TLS) Enabled() bool { return t.CertFile != "" }
 // (PARLEY_API_KEY), not in a file.
 type Auth struct {
 	APIKey string `yaml:"api_key"`
+	// EphemeralKeyTTL is how long an ek_ key minted by
+	// POST /v1/realtime/client_secrets lives when the request names no
+	// expires_after (10s to 2h).
+	EphemeralKeyTTL time.Duration `yaml:"ephemeral_key_ttl"`
+}
+
+// WebRTC configures calls (POST /v1/realtime/calls).
+type WebRTC struct {
+	// UDPAddress is the one UDP socket all calls share (ICE UDP mux);
+	// empty turns WebRTC off.
+	UDPAddress string `yaml:"udp_address"`
+	// TCPAddress optionally adds ICE over TCP on one listener.
+	TCPAddress string `yaml:"tcp_address"`
+	// NAT1To1IPs are the public IPs announced as host candidates (a
+	// cloud VM behind 1:1 NAT).
+	NAT1To1IPs []string `yaml:"nat_1to1_ips"`
+	// ICEServers are STUN/TURN servers used to gather candidates.
+	ICEServers      []ICEServer   `yaml:"ice_servers"`
+	IncludeLoopback bool          `yaml:"include_loopback"`
+	ConnectTimeout  time.Duration `yaml:"connect_timeout"`
+	MaxCalls        int           `yaml:"max_calls"`
+	MaxCallsPerKey  int           `yaml:"max_calls_per_key"`
+}
+
+// Enabled reports whether WebRTC calls are served.
+func (w WebRTC) Enabled() bool { return w.UDPAddress != "" }
+
+// ICEServer is a STUN or TURN server.
+type ICEServer struct {
+	URLs       []string `yaml:"urls"`
+	Username   string   `yaml:"username"`
+	Credential string   `yaml:"credential"`
 }
 
 // Realtime configures the realtime WebSocket endpoint and its sessions.
@@ -198,6 +231,9 @@ func Default() Config {
 		Log:       Log{Level: "info", Format: "auto"},
 		Shutdown:  Shutdown{DrainTimeout: 30 * time.Second},
 		Voice:     Voice{STTEngine: EnginePocketsphinx, TTSEngine: EngineEspeak, EngineTimeout: 30 * time.Second},
+		Auth:      Auth{EphemeralKeyTTL: 10 * time.Minute},
+		WebRTC: WebRTC{UDPAddress: ":7882", ConnectTimeout: 15 * time.Second,
+			MaxCalls: 1000, MaxCallsPerKey: 100},
 	}
 }
 
@@ -310,6 +346,8 @@ func sectionName(typ string) string {
 		return "voice.openai_stt/openai_tts"
 	case "OpenAI":
 		return "agents[].openai"
+	case "ICEServer":
+		return "webrtc.ice_servers[]"
 	}
 	return typ
 }
@@ -380,6 +418,12 @@ func setScalar(f reflect.Value, s string) error {
 		f.SetInt(int64(d))
 	case f.Kind() == reflect.String:
 		f.SetString(s)
+	case f.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("invalid boolean %q (want true or false)", s)
+		}
+		f.SetBool(b)
 	case f.Kind() == reflect.Int || f.Kind() == reflect.Int64:
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
@@ -433,6 +477,10 @@ func (c *Config) Validate() error {
 	if k := c.Auth.APIKey; k != "" && len(k) < 16 {
 		bad("auth.api_key", "must be at least 16 characters (set it through PARLEY_API_KEY)")
 	}
+	if d := c.Auth.EphemeralKeyTTL; d < 10*time.Second || d > 2*time.Hour {
+		bad("auth.ephemeral_key_ttl", "must be between 10s and 2h, got %v", d)
+	}
+	c.validateWebRTC(bad)
 	for i, o := range c.Realtime.AllowedOrigins {
 		if o == "" || o == "*" {
 			bad(fmt.Sprintf("realtime.allowed_origins[%d]", i), "%q is not allowed; list the origins (host patterns such as example.com or *.example.com)", o)
@@ -621,4 +669,54 @@ func (c *Config) Agent(id string) (*Agent, bool) {
 		}
 	}
 	return nil, false
+}
+
+func (c *Config) validateWebRTC(bad func(key, format string, args ...any)) {
+	w := c.WebRTC
+	if !w.Enabled() {
+		return
+	}
+	hostPort := func(key, addr string) {
+		if _, port, err := net.SplitHostPort(addr); err != nil {
+			bad(key, "%q is not host:port (%v)", addr, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad(key, "port %q is not a number from 0 to 65535", port)
+		}
+	}
+	hostPort("webrtc.udp_address", w.UDPAddress)
+	if w.TCPAddress != "" {
+		hostPort("webrtc.tcp_address", w.TCPAddress)
+	}
+	for i, ip := range w.NAT1To1IPs {
+		if net.ParseIP(ip) == nil {
+			bad(fmt.Sprintf("webrtc.nat_1to1_ips[%d]", i), "%q is not an IP address", ip)
+		}
+	}
+	for i, s := range w.ICEServers {
+		key := fmt.Sprintf("webrtc.ice_servers[%d]", i)
+		if len(s.URLs) == 0 {
+			bad(key+".urls", "at least one stun:, turn: or turns: URL is required")
+		}
+		for j, u := range s.URLs {
+			scheme, _, _ := strings.Cut(u, ":")
+			switch scheme {
+			case "stun", "stuns":
+			case "turn", "turns":
+				if s.Username == "" || s.Credential == "" {
+					bad(key, "a TURN server needs username and credential")
+				}
+			default:
+				bad(fmt.Sprintf("%s.urls[%d]", key, j), "%q is not a stun:, stuns:, turn: or turns: URL", u)
+			}
+		}
+	}
+	if d := w.ConnectTimeout; d < time.Second || d > 2*time.Minute {
+		bad("webrtc.connect_timeout", "must be between 1s and 2m, got %v", d)
+	}
+	if w.MaxCalls < 1 {
+		bad("webrtc.max_calls", "must be at least 1, got %d", w.MaxCalls)
+	}
+	if w.MaxCallsPerKey < 1 || w.MaxCallsPerKey > w.MaxCalls {
+		bad("webrtc.max_calls_per_key", "must be between 1 and webrtc.max_calls (%d), got %d", w.MaxCalls, w.MaxCallsPerKey)
+	}
 }

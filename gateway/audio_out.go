@@ -8,11 +8,11 @@ import (
 	"parley/realtime"
 )
 
-// outputEncoder turns synthesized PCM (at the synthesizer's rate) into the
-// base64 payloads of response.output_audio.delta events in the session's
-// output format: audio/pcm (24 kHz), audio/pcmu and audio/pcma (8 kHz), or
-// audio/opus (one 20 ms packet per delta, 48 kHz clock). Buffers are reused
-// and payloads come from the outbound pool.
+// outputEncoder turns synthesized PCM (at the synthesizer's rate) into
+// audio payloads in the session's output format: audio/pcm (24 kHz),
+// audio/pcmu and audio/pcma (8 kHz), or audio/opus (one 20 ms packet per
+// payload, 48 kHz clock; what a WebRTC call's track carries). Buffers are
+// reused: a payload is valid only during the emit call.
 type outputEncoder struct {
 	format  string
 	rate    int // output sample rate
@@ -53,15 +53,18 @@ func newOutputEncoder(f realtime.AudioFormat, synthRate int) (*outputEncoder, er
 	return e, nil
 }
 
-// push encodes pcm and calls emit for each finished payload with its
-// duration in milliseconds. emit takes ownership of b64.
-func (e *outputEncoder) push(pcm []int16, emit func(b64 *[]byte, ms float64) error) error {
+// emitFunc receives one encoded payload and its duration in milliseconds;
+// payload is reused after it returns.
+type emitFunc func(payload []byte, ms float64) error
+
+// push encodes pcm and calls emit for each finished payload.
+func (e *outputEncoder) push(pcm []int16, emit emitFunc) error {
 	e.pcm = e.rs.Process(e.pcm[:0], pcm)
 	return e.encode(e.pcm, emit)
 }
 
 // flush emits what is left, padding the last Opus frame with silence.
-func (e *outputEncoder) flush(emit func(b64 *[]byte, ms float64) error) error {
+func (e *outputEncoder) flush(emit emitFunc) error {
 	e.pcm = e.rs.Flush(e.pcm[:0])
 	if err := e.encode(e.pcm, emit); err != nil {
 		return err
@@ -76,7 +79,7 @@ func (e *outputEncoder) flush(emit func(b64 *[]byte, ms float64) error) error {
 	return nil
 }
 
-func (e *outputEncoder) encode(pcm []int16, emit func(b64 *[]byte, ms float64) error) error {
+func (e *outputEncoder) encode(pcm []int16, emit emitFunc) error {
 	if e.opus != nil {
 		frame := e.rate / 50 // 20 ms
 		e.pending = append(e.pending, pcm...)
@@ -87,7 +90,7 @@ func (e *outputEncoder) encode(pcm []int16, emit func(b64 *[]byte, ms float64) e
 				return err
 			}
 			e.packet = pkt
-			if err := emit(b64Of(pkt), 20); err != nil {
+			if err := emit(pkt, 20); err != nil {
 				return err
 			}
 		}
@@ -107,7 +110,7 @@ func (e *outputEncoder) encode(pcm []int16, emit func(b64 *[]byte, ms float64) e
 		case realtime.FormatPCMA:
 			e.bytes = media.ALawEncode(e.bytes[:0], chunk)
 		}
-		if err := emit(b64Of(e.bytes), float64(n)*1000/float64(e.rate)); err != nil {
+		if err := emit(e.bytes, float64(n)*1000/float64(e.rate)); err != nil {
 			return err
 		}
 	}

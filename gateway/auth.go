@@ -35,11 +35,14 @@ const KeyPrefixLen = 12
 
 // NewSecretKey returns a fresh random secret key "sk_" + 43 base62 chars
 // (256 bits).
-func NewSecretKey() string {
+func NewSecretKey() string { return newKey("sk_") }
+
+// newKey returns prefix + 43 random base62 characters (256 bits).
+func newKey(prefix string) string {
 	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	var raw [43]byte
-	out := make([]byte, 0, 3+len(raw))
-	out = append(out, "sk_"...)
+	out := make([]byte, 0, len(prefix)+len(raw))
+	out = append(out, prefix...)
 	for len(out) < cap(out) {
 		if _, err := rand.Read(raw[:]); err != nil {
 			panic(err) // crypto/rand never fails on Linux

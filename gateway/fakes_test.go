@@ -17,13 +17,16 @@ type memStore struct {
 	convs map[string]*storage.Conversation
 	turns map[string][]storage.Turn
 	keys  []storage.APIKey
-	fail  error // Ping fails with it
+	// ephemeral keys by prefix
+	ephemeral map[string]*storage.EphemeralKey
+	fail      error // Ping fails with it
 	// failWrites makes conversation and turn writes fail.
 	failWrites error
 }
 
 func newMemStore() *memStore {
-	return &memStore{convs: map[string]*storage.Conversation{}, turns: map[string][]storage.Turn{}}
+	return &memStore{convs: map[string]*storage.Conversation{}, turns: map[string][]storage.Turn{},
+		ephemeral: map[string]*storage.EphemeralKey{}}
 }
 
 func (m *memStore) Ping(context.Context) error { m.mu.Lock(); defer m.mu.Unlock(); return m.fail }
@@ -203,4 +206,60 @@ func (m *memStore) TruncateTurnText(_ context.Context, tenant, conv, item, text 
 
 func (m *memStore) WriteBatch(ctx context.Context, ws []storage.Write) ([]error, error) {
 	return storage.WriteEach(ctx, m, ws)
+}
+
+// memStoreEphemeralCopy returns a copy of k sharing no memory with it.
+func memStoreEphemeralCopy(k *storage.EphemeralKey) *storage.EphemeralKey {
+	c := *k
+	c.Hash = append([]byte(nil), k.Hash...)
+	c.Session = append([]byte(nil), k.Session...)
+	return &c
+}
+
+// CreateEphemeralKey stores a copy of k with its times at millisecond
+// precision in UTC, as the real backends do.
+func (m *memStore) CreateEphemeralKey(_ context.Context, k *storage.EphemeralKey) error {
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keys := m.ephemeral
+	if _, taken := keys[k.Prefix]; taken {
+		return storage.ErrConflict
+	}
+	for _, x := range keys {
+		if x.ID == k.ID {
+			return storage.ErrConflict
+		}
+	}
+	c := memStoreEphemeralCopy(k)
+	for _, t := range []*time.Time{&c.CreatedAt, &c.ExpiresAt, &c.UsedAt} {
+		*t = t.Truncate(time.Millisecond).UTC()
+	}
+	keys[k.Prefix] = c
+	return nil
+}
+
+// ConsumeEphemeralKey has the semantics of the real backends (checks in
+// the order hash, expiry, use; one winner under the mutex), except that
+// the hash comparison need not be constant-time in a test double.
+func (m *memStore) ConsumeEphemeralKey(_ context.Context, prefix string, hash []byte, at time.Time) (*storage.EphemeralKey, error) {
+	if at.IsZero() {
+		return nil, storage.ErrInvalid
+	}
+	at = at.Truncate(time.Millisecond).UTC()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k, ok := m.ephemeral[prefix]
+	switch {
+	case !ok || string(k.Hash) != string(hash):
+		return nil, storage.ErrNotFound
+	case !k.ExpiresAt.After(at):
+		return nil, storage.ErrExpired
+	case !k.UsedAt.IsZero():
+		return nil, storage.ErrUsed
+	}
+	k.UsedAt = at
+	return memStoreEphemeralCopy(k), nil
 }

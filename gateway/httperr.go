@@ -16,12 +16,30 @@ type apiError struct {
 }
 
 func writeError(w http.ResponseWriter, status int, typ, code, msg string) {
+	writeErrorParam(w, status, typ, code, msg, "")
+}
+
+// writeErrorParam is writeError naming the offending field.
+func writeErrorParam(w http.ResponseWriter, status int, typ, code, msg, param string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
+	e := apiError{Type: typ, Code: code, Message: msg}
+	if param != "" {
+		e.Param = &param
+	}
 	_ = json.NewEncoder(w).Encode(struct {
 		Error apiError `json:"error"`
-	}{apiError{Type: typ, Code: code, Message: msg}})
+	}{e})
+}
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 func writeRetryAfter(w http.ResponseWriter, seconds int) {

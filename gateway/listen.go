@@ -49,7 +49,7 @@ type listener struct {
 func (s *session) configureListener() *realtime.Error {
 	l := s.listen
 	in := s.state.Audio.Input
-	if l.dec == nil || l.format != in.Format {
+	if s.call == nil && (l.dec == nil || l.format != in.Format) { // a call's audio arrives decoded
 		dec, err := newInputDecoder(in.Format)
 		if err != nil {
 			return &realtime.Error{Type: realtime.ServerError, Code: realtime.CodeInternal, Message: "audio decoder: " + err.Error()}
@@ -109,6 +109,15 @@ func (s *session) appendAudio(ev *realtime.ClientEvent, at time.Time) *realtime.
 	if ms > maxAppendMS {
 		return realtime.Invalid("audio_append_too_large", "audio", "one append carries %d ms of audio; send at most %d ms per append", ms, maxAppendMS)
 	}
+	return s.ingest(pcm, at)
+}
+
+// ingest runs 16 kHz PCM through turn detection into the utterance being
+// recognized: appended audio after decoding, a WebRTC call's track as it
+// arrives.
+func (s *session) ingest(pcm []int16, at time.Time) *realtime.Error {
+	l := s.listen
+	ms := int64(len(pcm)) * 1000 / PipelineRate
 	if l.first.IsZero() {
 		l.first = at
 	}
@@ -247,8 +256,11 @@ func (s *session) onSpeechStarted(atMS int64) {
 	u := s.startUtterance(atMS)
 	start := atMS
 	s.send(&realtime.SpeechEvent{Type: realtime.TypeSpeechStarted, EventID: s.nextEventID(), AudioStartMS: &start, ItemID: u.itemID})
-	if s.active != nil && l.turnCfg.InterruptResponse {
-		s.bargeIn()
+	if l.turnCfg.InterruptResponse {
+		if s.active != nil {
+			s.bargeIn()
+		}
+		s.clearPlayback() // a call may still be playing a finished answer
 	}
 }
 

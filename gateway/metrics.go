@@ -26,6 +26,14 @@ type metrics struct {
 	bargeIns        prometheus.Counter
 	voiceStages     *prometheus.HistogramVec
 	voiceGateway    prometheus.Histogram
+	ephemeralKeys   prometheus.Counter
+	callsActive     prometheus.Gauge
+	callsTotal      prometheus.Counter
+	callsRefused    *prometheus.CounterVec
+	callsEnded      *prometheus.CounterVec
+	callSetup       prometheus.Histogram
+	rtpDropped      prometheus.Counter
+	sidebands       prometheus.Counter
 }
 
 var knownClientEvents = map[string]bool{
@@ -67,7 +75,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: latency}, []string{"stage"}),
 		voiceGateway: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_voice_gateway_added_seconds",
 			Help: "Spoken turns: speech end to first audio sent, minus the silence wait and the time inside engines.", Buckets: latency}),
+		ephemeralKeys: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_ephemeral_keys_minted_total",
+			Help: "Ephemeral keys minted by POST /v1/realtime/client_secrets."}),
+		callsActive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "parley_webrtc_calls_active", Help: "WebRTC calls open now."}),
+		callsTotal:  prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_webrtc_calls_total", Help: "WebRTC calls answered."}),
+		callsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_webrtc_calls_refused_total",
+			Help: "Call offers refused, by error code."}, []string{"code"}),
+		callsEnded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_webrtc_calls_ended_total",
+			Help: "WebRTC calls ended, by reason (connect_timeout, disconnected, failed, closed, hangup, session)."}, []string{"reason"}),
+		callSetup: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_webrtc_call_setup_seconds",
+			Help: "From the offer received to the answer returned.", Buckets: latency}),
+		rtpDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_webrtc_audio_dropped_total",
+			Help: "Inbound audio packets dropped because the session could not keep up."}),
+		sidebands: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_webrtc_sidebands_total",
+			Help: "Sideband WebSockets attached to calls."}),
 	}
+	reg.MustRegister(m.ephemeralKeys, m.callsActive, m.callsTotal, m.callsRefused, m.callsEnded, m.callSetup, m.rtpDropped, m.sidebands)
 	reg.MustRegister(m.sessionsActive, m.sessionsTotal, m.sessionsRefused, m.clientEvents, m.errors, m.responses,
 		m.firstToken, m.responseTime, m.gatewayAdded, m.slowClients, m.storageErrors, m.sweptRows, m.bargeIns,
 		m.voiceStages, m.voiceGateway)

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // errSlowClient means the client let its outbound queue fill up.
@@ -34,8 +32,7 @@ func putBuf(b *[]byte) {
 // goroutine runs only while there is something to write, so an idle session
 // costs no writer stack.
 type outbox struct {
-	conn         *websocket.Conn
-	cc           *corkConn // nil when the connection was not hijacked through hijackRW
+	conn         eventConn
 	max          int
 	writeTimeout time.Duration
 
@@ -49,7 +46,7 @@ type outbox struct {
 	wg      sync.WaitGroup
 }
 
-func newOutbox(conn *websocket.Conn, max int, writeTimeout time.Duration) *outbox {
+func newOutbox(conn eventConn, max int, writeTimeout time.Duration) *outbox {
 	return &outbox{conn: conn, max: max, writeTimeout: writeTimeout, failed: make(chan struct{})}
 }
 
@@ -148,17 +145,15 @@ func (o *outbox) run() {
 		// socket deadline), so it needs no context timer; otherwise each
 		// batch gets the write timeout.
 		ctx, cancel := context.Background(), context.CancelFunc(func() {})
-		if o.cc == nil {
+		if !o.conn.corked() {
 			ctx, cancel = context.WithTimeout(ctx, o.writeTimeout)
 		}
 		var err error
 		var wrote []*atomic.Int64 // clocks to stamp once the batch is on the socket
-		if o.cc != nil {
-			o.cc.cork()
-		}
+		o.conn.cork()
 		for i, it := range batch {
 			if err == nil {
-				err = o.conn.Write(ctx, websocket.MessageText, *it.b)
+				err = o.conn.write(ctx, *it.b)
 				if err == nil && it.written != nil && it.written.Load() == 0 {
 					wrote = append(wrote, it.written)
 				}
@@ -166,10 +161,8 @@ func (o *outbox) run() {
 			putBuf(it.b)
 			batch[i] = outItem{}
 		}
-		if o.cc != nil {
-			if uerr := o.cc.uncork(o.writeTimeout); err == nil {
-				err = uerr
-			}
+		if uerr := o.conn.uncork(o.writeTimeout); err == nil {
+			err = uerr
 		}
 		if err == nil {
 			now := time.Now().UnixNano()

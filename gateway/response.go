@@ -112,13 +112,21 @@ func (s *session) startResponse(p *realtime.ResponseParams, at time.Time) *realt
 			s.audioCh = make(chan audioMsg, 8)
 		}
 		syn := s.srv.opts.Synthesizer
-		enc, err := newOutputEncoder(s.state.Audio.Output.Format, syn.SampleRate())
+		format := s.state.Audio.Output.Format
+		if s.call != nil { // a call's track carries Opus whatever the session's format
+			format = realtime.AudioFormat{Type: realtime.FormatOpus, Rate: 48000}
+		}
+		enc, err := newOutputEncoder(format, syn.SampleRate())
 		if err != nil {
 			cancel()
 			s.active = nil
 			return &realtime.Error{Type: realtime.ServerError, Code: realtime.CodeInternal, Message: "audio encoder: " + err.Error()}
 		}
 		r.speaker = &speaker{ch: make(chan string, 16), splitter: &tts.SentenceSplitter{}}
+		if c := s.call; c != nil {
+			id := r.id
+			r.speaker.played = func() float64 { return c.PlayedMS(id) }
+		}
 		voice := s.agent.Voice
 		if v := s.state.Audio.Output.Voice; v != "" && v != "alloy" {
 			voice = v
@@ -270,7 +278,7 @@ func (s *session) emitDelta(r *response, m agentMsg) {
 	s.evSeq++
 	bp := getBuf()
 	*bp = realtime.AppendTextDelta((*bp)[:0], s.evPrefix, s.evSeq, r.id, r.item.ID, 0, 0, m.delta)
-	_ = s.out.enqueue(bp)
+	s.enqueue(bp)
 	if r.firstSent.IsZero() {
 		r.firstSent = time.Now()
 	}
@@ -292,7 +300,16 @@ func (s *session) finishResponse(r *response, status, reason string, cause error
 		if status != realtime.StatusCompleted {
 			// Keep only what the user heard; drop audio not yet written.
 			text = sp.heardText(now)
-			s.out.dropAudio(r.id)
+			if s.call != nil {
+				s.clearPlayback()
+			} else {
+				s.out.dropAudio(r.id)
+			}
+		} else if s.call != nil {
+			s.call.EndOf(r.id) // output_audio_buffer.stopped once played out
+			if r.item != nil && r.inConversation {
+				s.playing = &playingItem{respID: r.id, itemID: r.item.ID}
+			}
 		}
 		sp.stop()
 	}

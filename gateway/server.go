@@ -20,6 +20,7 @@ import (
 
 	"parley/agent"
 	"parley/realtime"
+	"parley/rtc"
 	"parley/storage"
 	"parley/stt"
 	"parley/tts"
@@ -47,6 +48,13 @@ type Options struct {
 	MaxSessions     int           // concurrent sessions on this node (10000)
 	EngineTimeout   time.Duration // longest a recognizer's final result or one synthesized sentence may take (30s)
 	HistoryMessages int           // messages of context given to the agent (40)
+	EphemeralTTL    time.Duration // lifetime of an ephemeral key minted without expires_after (10m)
+
+	// WebRTC calls; nil RTC refuses POST /v1/realtime/calls.
+	RTC            *rtc.Edge
+	ConnectTimeout time.Duration // ICE+DTLS must complete within it (15s)
+	MaxCalls       int           // concurrent calls on this node (1000)
+	MaxCallsPerKey int           // concurrent calls per key (100)
 
 	Logger   zerolog.Logger
 	Registry *prometheus.Registry // nil: a new registry with Go and process collectors
@@ -78,6 +86,18 @@ func (o *Options) defaults() {
 	if o.HistoryMessages == 0 {
 		o.HistoryMessages = 40
 	}
+	if o.EphemeralTTL == 0 {
+		o.EphemeralTTL = 10 * time.Minute
+	}
+	if o.ConnectTimeout == 0 {
+		o.ConnectTimeout = 15 * time.Second
+	}
+	if o.MaxCalls == 0 {
+		o.MaxCalls = 1000
+	}
+	if o.MaxCallsPerKey == 0 {
+		o.MaxCallsPerKey = 100
+	}
 	if o.Retention.MetadataDays == 0 {
 		o.Retention = storage.Retention{TranscriptDays: 90, MetadataDays: 365}
 	}
@@ -96,10 +116,13 @@ type Server struct {
 	recorder *recorder
 	mux      *http.ServeMux
 
-	mu       sync.Mutex
-	sessions int
-	closed   bool
-	wg       sync.WaitGroup // one per live session
+	mu          sync.Mutex
+	sessions    int
+	closed      bool
+	calls       map[string]*call
+	activeCalls int
+	callsPerKey map[string]int
+	wg          sync.WaitGroup // one per live session
 
 	draining  chan struct{} // closed: finish turns in flight, accept nothing new
 	hardStop  chan struct{} // closed: end every session now
@@ -127,6 +150,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts: opts, log: opts.Logger, registry: reg, metrics: newMetrics(reg),
 		draining: make(chan struct{}), hardStop: make(chan struct{}),
+		calls: map[string]*call{}, callsPerKey: map[string]int{},
 	}
 	s.recorder = newRecorder(opts.Store, opts.Logger, s.metrics, 2, 2048)
 	mux := http.NewServeMux()
@@ -134,6 +158,10 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /v1/realtime", s.realtime)
+	mux.HandleFunc("POST /v1/realtime/client_secrets", s.clientSecrets)
+	mux.HandleFunc("POST /v1/realtime/calls", s.createCall)
+	mux.HandleFunc("OPTIONS /v1/realtime/calls", func(w http.ResponseWriter, r *http.Request) { s.cors(w, r) })
+	mux.HandleFunc("POST /v1/realtime/calls/{call_id}/hangup", s.hangupCall)
 	mux.HandleFunc("/v1/realtime", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET")
 		writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed", "the realtime endpoint is a WebSocket: GET with an Upgrade header")
@@ -184,25 +212,27 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 	protocols := splitProtocols(r.Header.Values("Sec-WebSocket-Protocol"))
 	key := keyFromRequest(r.Header.Get("Authorization"), protocols, r.URL.Query().Get("api-key"))
-	if key == "" {
-		s.metrics.sessionsRefused.WithLabelValues("unauthenticated").Inc()
-		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
-		writeError(w, http.StatusUnauthorized, "invalid_request_error", "missing_api_key",
-			"an API key is required: Authorization: Bearer KEY, or the subprotocol openai-insecure-api-key.KEY")
+	if callID := r.URL.Query().Get("call_id"); callID != "" {
+		s.sideband(w, r, key, callID)
 		return
 	}
-	p, err := s.opts.Auth.Authenticate(r.Context(), key)
-	if err != nil {
-		if errors.Is(err, ErrUnauthenticated) {
-			s.metrics.sessionsRefused.WithLabelValues("unauthenticated").Inc()
-			w.Header().Set("WWW-Authenticate", `Bearer realm="parley", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid_request_error", "invalid_api_key", "the API key is not valid")
-			return
+	if origin := r.Header.Get("Origin"); origin != "" && strings.HasPrefix(key, ephemeralPrefix) && !s.originAllowed(origin, r.Host) {
+		// Refused before the key is used up.
+		s.metrics.sessionsRefused.WithLabelValues("handshake").Inc()
+		writeError(w, http.StatusForbidden, "invalid_request_error", "origin_not_allowed", "the origin "+quote(origin)+" is not allowed (realtime.allowed_origins)")
+		return
+	}
+	g, herr := s.authorize(r.Context(), key, true)
+	if herr != nil {
+		reason := "unauthenticated"
+		if herr.status >= 500 {
+			reason = "auth_unavailable"
 		}
-		s.log.Error().Err(err).Msg("authentication failed")
-		writeError(w, http.StatusServiceUnavailable, "server_error", "auth_unavailable", "authentication is unavailable; try again")
+		s.metrics.sessionsRefused.WithLabelValues(reason).Inc()
+		herr.write(w)
 		return
 	}
+	p := g.principal
 	if isBeta(r.Header.Get("OpenAI-Beta"), protocols) {
 		s.metrics.sessionsRefused.WithLabelValues("beta_dialect").Inc()
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "unsupported_dialect",
@@ -245,6 +275,9 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 
 	model := r.URL.Query().Get("model")
 	a, known := s.opts.Agents[model]
+	if g.ephemeral { // the key was minted for its agent; SDKs may add a model of their own
+		a, known, model = g.agent, true, g.agent.ID
+	}
 	if full || !known {
 		s.refuseSession(conn, full, model)
 		if !full {
@@ -254,8 +287,10 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.sessionsTotal.Inc()
 	s.metrics.sessionsActive.Inc()
-	sess := newSession(s, conn, a, p, "websocket")
-	sess.out.cc = hw.cc
+	sess := newSession(s, &wsConn{c: conn, cc: hw.cc}, a, p, "websocket")
+	if g.session != nil {
+		_ = sess.state.Apply(g.session) // validated when the key was minted
+	}
 	sess.log.Info().Str("key_id", p.KeyID).Msg("session started")
 	// Encode the opening events here: reflection-heavy encoding would grow
 	// the session goroutine's stack for good.

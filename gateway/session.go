@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"strings"
 	"sync"
 	"time"
@@ -27,7 +26,7 @@ const maxItems = 512
 // the loop cancels, and outbound events leave through the bounded outbox.
 type session struct {
 	srv       *Server
-	conn      *websocket.Conn
+	conn      eventConn
 	out       *outbox
 	log       zerolog.Logger
 	agent     *agent.Agent
@@ -66,6 +65,19 @@ type session struct {
 	lastUtterance      *utterance
 	inflight           []*utterance // recognizers started, for cancellation at the end
 	spoken             map[string]*spokenItem
+
+	// WebRTC calls only (nil for WebSocket sessions): the call's media,
+	// its inbound audio and player events, the item playing out, and the
+	// sideband WebSockets attached (owned by the loop; their readers are
+	// counted in sideWG).
+	call      callMedia
+	callAudio chan callChunk
+	playback  chan playbackMsg
+	playing   *playingItem
+	sides     []*sideband
+	attach    chan *sideband
+	sideGone  chan *sideband
+	sideWG    sync.WaitGroup
 }
 
 type inbound struct {
@@ -106,7 +118,7 @@ type response struct {
 	utt            *utterance // the spoken turn this response answers, if any
 }
 
-func newSession(srv *Server, conn *websocket.Conn, a *agent.Agent, p Principal, channel string) *session {
+func newSession(srv *Server, conn eventConn, a *agent.Agent, p Principal, channel string) *session {
 	s := &session{
 		srv: srv, conn: conn, agent: a, principal: p, channel: channel,
 		ids:        newIDGen(),
@@ -150,17 +162,18 @@ func (s *session) serve() {
 		s.srv.recorder.submit(s.convID, recordJob{sessionID: s.id, end: &endJob{tenantID: s.principal.TenantID, id: s.convID, at: s.srv.now()}})
 	}
 
+	s.closeSidebands(code, reason)
 	select {
 	case <-s.readerDone: // the client is gone or broke the protocol
-		_ = s.conn.CloseNow()
+		_ = s.conn.closeNow()
 	default:
 		fctx, fcancel := context.WithTimeout(context.Background(), s.srv.opts.WriteTimeout)
 		err := s.out.flush(fctx)
 		fcancel()
 		if err != nil {
-			_ = s.conn.CloseNow()
+			_ = s.conn.closeNow()
 		} else {
-			_ = s.conn.Close(code, reason)
+			_ = s.conn.close(code, reason)
 		}
 	}
 	s.out.stop(errSessionClosed)
@@ -185,33 +198,32 @@ func (s *session) open() {
 // readLoop decodes client events into s.inbound until the connection
 // ends (serve closes it) or the loop stops taking events. It reuses pooled
 // read buffers, so a message costs no allocation beyond what decoding
-// keeps. Reads take no context: a cancelled read context would make the
-// WebSocket library drop the connection without a close handshake.
+// keeps.
 func (s *session) readLoop() {
 	defer close(s.readerDone)
-	ctx := context.Background()
+	s.readEvents(s.conn)
+}
+
+// readEvents feeds conn's messages to the loop until conn fails or the
+// loop ends.
+func (s *session) readEvents(conn eventConn) {
 	for {
-		typ, r, err := s.conn.Reader(ctx)
-		if err != nil {
-			if !isClosed(s.loopDone) {
-				logReadEnd(s.log, err)
-			}
-			return
-		}
 		bp := getBuf()
-		b, err := readInto((*bp)[:0], r)
+		b, text, err := conn.read((*bp)[:0])
 		*bp = b
-		if err != nil {
+		in := inbound{at: time.Now()}
+		switch {
+		case errors.Is(err, errMessageTooLarge):
+			in.err = realtime.Invalid(realtime.CodeInvalidValue, "", "the event is larger than this channel accepts; it was dropped")
+		case err != nil:
 			putBuf(bp)
 			if !isClosed(s.loopDone) {
 				logReadEnd(s.log, err)
 			}
 			return
-		}
-		in := inbound{at: time.Now()}
-		if typ != websocket.MessageText {
-			in.err = realtime.Invalid(realtime.CodeInvalidJSON, "", "events are JSON text frames; binary frames are not accepted")
-		} else {
+		case !text:
+			in.err = realtime.Invalid(realtime.CodeInvalidJSON, "", "events are JSON text messages; binary messages are not accepted")
+		default:
 			in.ev, in.err = realtime.Decode(b)
 		}
 		putBuf(bp)
@@ -236,22 +248,6 @@ func logReadEnd(log zerolog.Logger, err error) {
 	}
 }
 
-func readInto(b []byte, r io.Reader) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-	}
-}
-
 // run is the session loop. It returns the close code and reason.
 func (s *session) run() (websocket.StatusCode, string) {
 	opts := &s.srv.opts
@@ -271,6 +267,15 @@ func (s *session) run() (websocket.StatusCode, string) {
 			s.onSTT(m)
 		case m := <-s.audioCh:
 			s.onAudio(m)
+		case c := <-s.callAudio:
+			s.onCallAudio(c)
+		case m := <-s.playback:
+			s.onPlayback(m)
+		case sb := <-s.attach:
+			idle.Reset(opts.IdleTimeout)
+			s.onAttach(sb)
+		case sb := <-s.sideGone:
+			s.onSideGone(sb)
 		case <-s.readerDone:
 			return websocket.StatusNormalClosure, ""
 		case <-s.out.failed:
@@ -348,7 +353,7 @@ func (s *session) handle(in inbound) {
 	case realtime.TypeAudioClear:
 		s.clearAudio()
 	case realtime.TypeOutputAudioClear:
-		err = realtime.Invalid(realtime.CodeUnsupported, "type", "output_audio_buffer.clear applies to WebRTC calls; over WebSocket send response.cancel")
+		err = s.outputAudioClear()
 	}
 	if err != nil {
 		s.sendError(err.WithEventID(ev.EventID))
@@ -464,7 +469,16 @@ func (s *session) send(v any) {
 		s.log.Error().Err(err).Msg("encoding a server event failed")
 		return
 	}
-	_ = s.out.enqueue(&b) // a failure surfaces through out.failed
+	s.enqueue(&b)
+}
+
+// enqueue queues an encoded event for the client (and the sidebands of a
+// call). A failure surfaces through out.failed.
+func (s *session) enqueue(b *[]byte) {
+	if len(s.sides) > 0 {
+		s.fanout(*b)
+	}
+	_ = s.out.enqueue(b)
 }
 
 func (s *session) sendSession(typ string) {

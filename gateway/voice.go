@@ -136,7 +136,7 @@ func (s *session) runSTT(ctx context.Context, u *utterance, rec stt.Recognizer, 
 // audioMsg carries synthesized, encoded audio to the loop.
 type audioMsg struct {
 	r        *response
-	b64      *[]byte // one delta's payload
+	payload  *[]byte // base64 of one delta (WebSocket), or one Opus packet (WebRTC call)
 	ms       float64 // its duration
 	sentence int     // index of the sentence it belongs to
 	endOf    int     // >= 0: sentence endOf is fully synthesized (b64 nil)
@@ -162,6 +162,10 @@ type speaker struct {
 	firstAudio   time.Time
 	ttsFirst     time.Duration
 	firstWritten atomic.Int64
+	// played, when set (WebRTC calls), reports exactly how much audio the
+	// call's player wrote; otherwise playback is assumed to run in real
+	// time from firstWritten.
+	played func() float64
 }
 
 // spokenSentence is a sentence and where its audio ends in the response.
@@ -196,6 +200,9 @@ func (sp *speaker) queue(text string) {
 // played from the moment its first delta was written, in real time, up to
 // what was sent.
 func (sp *speaker) heardText(now time.Time) string {
+	if sp.played != nil {
+		return textUpTo(sp.sentences, sp.audioMS, sp.played())
+	}
 	first := sp.firstWritten.Load()
 	if first == 0 {
 		return ""
@@ -261,14 +268,22 @@ func (s *session) runTTS(ctx context.Context, r *response, syn tts.Synthesizer, 
 	idx := 0
 	var synthStart time.Time
 	first := true
-	emit := func(b64 *[]byte, ms float64) error {
-		m := audioMsg{b64: b64, ms: ms, sentence: idx, endOf: -1}
+	call := s.call != nil
+	emit := func(payload []byte, ms float64) error {
+		var b *[]byte
+		if call {
+			b = getBuf()
+			*b = append((*b)[:0], payload...)
+		} else {
+			b = b64Of(payload)
+		}
+		m := audioMsg{payload: b, ms: ms, sentence: idx, endOf: -1}
 		if first {
 			first = false
 			m.ttsFirst = time.Since(synthStart)
 		}
 		if !send(m) {
-			putBuf(b64)
+			putBuf(b)
 			return ctx.Err()
 		}
 		return nil
@@ -313,8 +328,8 @@ func (s *session) runTTS(ctx context.Context, r *response, syn tts.Synthesizer, 
 func (s *session) onAudio(m audioMsg) {
 	r := m.r
 	if r != s.active || r.finished || r.speaker == nil {
-		if m.b64 != nil {
-			putBuf(m.b64)
+		if m.payload != nil {
+			putBuf(m.payload)
 		}
 		return
 	}
@@ -322,16 +337,24 @@ func (s *session) onAudio(m audioMsg) {
 	switch {
 	case m.err != nil:
 		s.finishResponse(r, realtime.StatusFailed, "", &agent.Error{Code: tts.Code(m.err, "tts_error"), Message: "speech synthesis failed", Err: m.err})
-	case m.b64 != nil:
+	case m.payload != nil:
 		if sp.firstAudio.IsZero() {
 			sp.firstAudio = m.at
 			sp.ttsFirst = m.ttsFirst
 		}
+		sp.audioMS += m.ms
+		if s.call != nil {
+			// The call's player paces it onto the track.
+			if !s.call.Play(r.id, *m.payload) {
+				s.log.Warn().Str("response_id", r.id).Msg("call playback queue full; audio dropped")
+			}
+			putBuf(m.payload)
+			return
+		}
 		s.evSeq++
 		bp := getBuf()
-		*bp = realtime.AppendAudioDelta((*bp)[:0], s.evPrefix, s.evSeq, r.id, r.item.ID, 0, 0, *m.b64)
-		putBuf(m.b64)
-		sp.audioMS += m.ms
+		*bp = realtime.AppendAudioDelta((*bp)[:0], s.evPrefix, s.evSeq, r.id, r.item.ID, 0, 0, *m.payload)
+		putBuf(m.payload)
 		_ = s.out.enqueueAudio(bp, r.id, &sp.firstWritten)
 	case m.endOf >= 0:
 		if m.endOf < len(sp.sentences) {
@@ -357,13 +380,7 @@ func (s *session) bargeIn() {
 }
 
 // checkVoiceSettings refuses settings the configured engines cannot serve.
-func (s *session) checkVoiceSettings() *realtime.Error {
-	m := s.state.OutputModalities
-	if len(m) == 1 && m[0] == realtime.ModalityAudio && s.srv.opts.Synthesizer == nil {
-		return realtime.Invalid(realtime.CodeUnsupported, "session.output_modalities", "this gateway has no speech synthesizer configured; use [\"text\"]")
-	}
-	return nil
-}
+func (s *session) checkVoiceSettings() *realtime.Error { return s.srv.checkEngines(s.state) }
 
 // cancelPendingSTT stops recognizers still working on committed turns.
 func (s *session) cancelPendingSTT() {
@@ -418,14 +435,24 @@ func (s *session) truncateItem(ev *realtime.ClientEvent) *realtime.Error {
 	if float64(ev.AudioEndMS) > sp.audioMS+1 {
 		return realtime.Invalid(realtime.CodeInvalidValue, "audio_end_ms", "audio_end_ms %d is past the end of the item's audio (%.0f ms)", ev.AudioEndMS, sp.audioMS)
 	}
-	text := textUpTo(sp.sentences, sp.audioMS, float64(ev.AudioEndMS))
+	s.cutSpoken(it.ID, ev.AudioEndMS)
+	return nil
+}
+
+// cutSpoken cuts a spoken assistant item's text to its first endMS of
+// audio, tells the client, and updates the stored turn.
+func (s *session) cutSpoken(itemID string, endMS int) {
+	it, sp := s.byID[itemID], s.spoken[itemID]
+	if it == nil || sp == nil {
+		return
+	}
+	text := textUpTo(sp.sentences, sp.audioMS, float64(endMS))
 	it.Content[0].Transcript = text
-	sp.audioMS = float64(ev.AudioEndMS)
+	sp.audioMS = float64(endMS)
 	s.send(&realtime.ItemTruncatedEvent{Type: realtime.TypeItemTruncated, EventID: s.nextEventID(), ItemID: it.ID,
-		ContentIndex: 0, AudioEndMS: ev.AudioEndMS})
+		ContentIndex: 0, AudioEndMS: endMS})
 	if s.convStored {
 		s.srv.recorder.submit(s.convID, recordJob{sessionID: s.id, truncate: &truncateJob{
 			tenantID: s.principal.TenantID, conversationID: s.convID, itemID: it.ID, text: s.storedText(text)}})
 	}
-	return nil
 }

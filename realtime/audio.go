@@ -113,3 +113,19 @@ func AppendAudioDelta(b []byte, idPrefix string, idSeq uint64, responseID, itemI
 	b = append(b, b64...) // the base64 alphabet needs no JSON escaping
 	return append(b, '"', '}')
 }
+
+// Output audio buffer events of WebRTC calls, where the server plays the
+// audio out on the call's track.
+const (
+	TypeOutputAudioStarted = "output_audio_buffer.started"
+	TypeOutputAudioStopped = "output_audio_buffer.stopped"
+	TypeOutputAudioCleared = "output_audio_buffer.cleared"
+)
+
+// OutputAudioBufferEvent is output_audio_buffer.started, .stopped or
+// .cleared.
+type OutputAudioBufferEvent struct {
+	Type       string `json:"type"`
+	EventID    string `json:"event_id"`
+	ResponseID string `json:"response_id"`
+}

@@ -331,3 +331,14 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// DecodeSessionUpdate decodes a session object given outside an event (the
+// session of POST /v1/realtime/client_secrets or of a call's form), as
+// strictly as session.update's; errors name the field below param.
+func DecodeSessionUpdate(data []byte, param string) (*SessionUpdate, *Error) {
+	var u SessionUpdate
+	if err := strictUnmarshal(data, &u); err != nil {
+		return nil, fieldError(err, param)
+	}
+	return &u, nil
+}

@@ -28,6 +28,14 @@ var ErrConflict = errors.New("storage: conflict")
 // record cannot be stored as given, e.g. an empty ID or a zero ExpiresAt.
 var ErrInvalid = errors.New("storage: invalid record")
 
+// ErrExpired is returned when an ephemeral key is consumed at or after its
+// ExpiresAt.
+var ErrExpired = errors.New("storage: expired")
+
+// ErrUsed is returned when an ephemeral key that was already consumed is
+// consumed again.
+var ErrUsed = errors.New("storage: already used")
+
 // DefaultTenant is the tenant every record belongs to until multi-tenancy
 // arrives; every query is already scoped by tenant.
 const DefaultTenant = "default"
@@ -124,6 +132,51 @@ type APIKey struct {
 	LastUsedAt time.Time // zero if never used
 }
 
+// EphemeralKeyHashLen is the length of EphemeralKey.Hash (SHA-256).
+const EphemeralKeyHashLen = 32
+
+// EphemeralKey is a short-lived client secret ("ek_..."), minted by
+// POST /v1/realtime/client_secrets for WebRTC calls and browser WebSocket
+// sessions, and bound to an agent and session settings. Only its hash is
+// kept; Prefix (the first 12 characters of the key, i.e. "ek_" and 9 more)
+// finds the row. It is usable once (Store.ConsumeEphemeralKey).
+type EphemeralKey struct {
+	ID        string // unique, e.g. "ekid_..."
+	TenantID  string
+	KeyID     string // the secret key (APIKey.ID) that minted it
+	AgentID   string
+	Prefix    string // unique
+	Hash      []byte // SHA-256 of the whole key, EphemeralKeyHashLen bytes
+	Session   []byte // JSON session settings, opaque to storage (may be empty)
+	CreatedAt time.Time
+	ExpiresAt time.Time // required
+	UsedAt    time.Time // zero until consumed
+}
+
+// Validate reports why k cannot be stored, as an error wrapping ErrInvalid
+// that names the field, or nil. Every Store's CreateEphemeralKey runs it,
+// so backends and test doubles reject the same keys.
+func (k *EphemeralKey) Validate() error {
+	required := func(field string) error {
+		return fmt.Errorf("%w: EphemeralKey.%s is required", ErrInvalid, field)
+	}
+	switch {
+	case k.ID == "":
+		return required("ID")
+	case k.TenantID == "":
+		return required("TenantID")
+	case k.AgentID == "":
+		return required("AgentID")
+	case k.Prefix == "":
+		return required("Prefix")
+	case len(k.Hash) != EphemeralKeyHashLen:
+		return fmt.Errorf("%w: EphemeralKey.Hash must be %d bytes, got %d", ErrInvalid, EphemeralKeyHashLen, len(k.Hash))
+	case k.ExpiresAt.IsZero():
+		return required("ExpiresAt")
+	}
+	return nil
+}
+
 // Store is the persistence boundary. Every method is safe for concurrent use.
 type Store interface {
 	// Ping reports whether the backend is reachable.
@@ -161,11 +214,12 @@ type Store interface {
 	ListTurns(ctx context.Context, tenantID, conversationID string) ([]Turn, error)
 
 	// DeleteExpired deletes at most limit expired rows (turns first, then
-	// conversations whose own expiry passed, with their remaining turns)
-	// and returns how many rows it deleted. Rows with expires_at > now are
-	// never touched, except the turns of an expired conversation: a turn
-	// cannot outlive its conversation, and those cascaded turns are not
-	// counted. Several nodes may call it at once without double work.
+	// conversations whose own expiry passed, with their remaining turns,
+	// then ephemeral keys, used or not) and returns how many rows it
+	// deleted. Rows with expires_at > now are never touched, except the
+	// turns of an expired conversation: a turn cannot outlive its
+	// conversation, and those cascaded turns are not counted. Several nodes
+	// may call it at once without double work.
 	DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error)
 
 	CreateAPIKey(ctx context.Context, k *APIKey) error
@@ -176,6 +230,21 @@ type Store interface {
 	// TouchAPIKey records a use of the key; LastUsedAt never moves back.
 	// ErrNotFound if there is no such key.
 	TouchAPIKey(ctx context.Context, id string, at time.Time) error
+
+	// CreateEphemeralKey inserts k. ErrConflict if k.ID or k.Prefix is
+	// taken; ErrInvalid (wrapped, naming the field) when k.Validate fails:
+	// an empty ID, TenantID, AgentID or Prefix, a Hash that is not 32
+	// bytes, or a zero ExpiresAt.
+	CreateEphemeralKey(ctx context.Context, k *EphemeralKey) error
+	// ConsumeEphemeralKey finds the key by prefix, compares hash with its
+	// Hash in constant time (crypto/subtle) and marks it used at at,
+	// atomically: of concurrent consumers of one key exactly one succeeds,
+	// on any number of nodes. The checks, in order: ErrNotFound when no key
+	// has that prefix and hash; ErrExpired when ExpiresAt <= at (the key is
+	// not marked); ErrUsed when it was consumed before. On success it
+	// returns the key with UsedAt set (to at, at millisecond precision in
+	// UTC). ErrInvalid when at is zero.
+	ConsumeEphemeralKey(ctx context.Context, prefix string, hash []byte, at time.Time) (*EphemeralKey, error)
 }
 
 // Write is one write of a batch (see Store.WriteBatch); exactly one field

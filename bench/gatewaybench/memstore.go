@@ -155,3 +155,76 @@ func (m *memStore) TouchAPIKey(_ context.Context, id string, at time.Time) error
 func (s *memStore) WriteBatch(ctx context.Context, ws []storage.Write) ([]error, error) {
 	return storage.WriteEach(ctx, s, ws)
 }
+
+// memStoreEphemeralKeys holds the ephemeral keys of every memStore: a
+// map[string]*storage.EphemeralKey by prefix per store, which the store's
+// mu guards. It lives outside the struct so that ephemeral keys could be
+// added by appending to this file only; the keys of a store live as long
+// as the process.
+var memStoreEphemeralKeys sync.Map // *memStore -> map[string]*storage.EphemeralKey
+
+// ephemeralKeys returns m's ephemeral keys by prefix; m.mu must be held.
+func (m *memStore) ephemeralKeys() map[string]*storage.EphemeralKey {
+	if v, ok := memStoreEphemeralKeys.Load(m); ok {
+		return v.(map[string]*storage.EphemeralKey)
+	}
+	keys := map[string]*storage.EphemeralKey{}
+	memStoreEphemeralKeys.Store(m, keys)
+	return keys
+}
+
+// memStoreEphemeralCopy returns a copy of k sharing no memory with it.
+func memStoreEphemeralCopy(k *storage.EphemeralKey) *storage.EphemeralKey {
+	c := *k
+	c.Hash = append([]byte(nil), k.Hash...)
+	c.Session = append([]byte(nil), k.Session...)
+	return &c
+}
+
+// CreateEphemeralKey stores a copy of k with its times at millisecond
+// precision in UTC, as the real backends do.
+func (m *memStore) CreateEphemeralKey(_ context.Context, k *storage.EphemeralKey) error {
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keys := m.ephemeralKeys()
+	if _, taken := keys[k.Prefix]; taken {
+		return storage.ErrConflict
+	}
+	for _, x := range keys {
+		if x.ID == k.ID {
+			return storage.ErrConflict
+		}
+	}
+	c := memStoreEphemeralCopy(k)
+	for _, t := range []*time.Time{&c.CreatedAt, &c.ExpiresAt, &c.UsedAt} {
+		*t = t.Truncate(time.Millisecond).UTC()
+	}
+	keys[k.Prefix] = c
+	return nil
+}
+
+// ConsumeEphemeralKey has the semantics of the real backends (checks in
+// the order hash, expiry, use; one winner under the mutex), except that
+// the hash comparison need not be constant-time in a test double.
+func (m *memStore) ConsumeEphemeralKey(_ context.Context, prefix string, hash []byte, at time.Time) (*storage.EphemeralKey, error) {
+	if at.IsZero() {
+		return nil, storage.ErrInvalid
+	}
+	at = at.Truncate(time.Millisecond).UTC()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k, ok := m.ephemeralKeys()[prefix]
+	switch {
+	case !ok || string(k.Hash) != string(hash):
+		return nil, storage.ErrNotFound
+	case !k.ExpiresAt.After(at):
+		return nil, storage.ErrExpired
+	case !k.UsedAt.IsZero():
+		return nil, storage.ErrUsed
+	}
+	k.UsedAt = at
+	return memStoreEphemeralCopy(k), nil
+}

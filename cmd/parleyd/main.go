@@ -27,6 +27,7 @@ import (
 	"parley/agent/openai"
 	"parley/config"
 	"parley/gateway"
+	"parley/rtc"
 	"parley/storage"
 	"parley/storage/backends"
 )
@@ -44,6 +45,7 @@ type Main struct {
 	Log     zerolog.Logger
 	Store   storage.Store
 	Gateway *gateway.Server
+	Edge    *rtc.Edge // WebRTC media edge; nil when webrtc.udp_address is empty
 
 	// Ready is closed once the listener is bound; Addr is then valid.
 	Ready chan struct{}
@@ -133,6 +135,20 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if w := cfg.WebRTC; w.Enabled() {
+		servers := make([]rtc.ICEServer, len(w.ICEServers))
+		for i, x := range w.ICEServers {
+			servers[i] = rtc.ICEServer{URLs: x.URLs, Username: x.Username, Credential: x.Credential}
+		}
+		edge, err := rtc.NewEdge(rtc.Config{
+			UDPAddr: w.UDPAddress, TCPAddr: w.TCPAddress, NAT1To1IPs: w.NAT1To1IPs, ICEServers: servers,
+			IncludeLoopback: w.IncludeLoopback, Logger: m.Log.With().Str("component", "webrtc").Logger(),
+		})
+		if err != nil {
+			return fmt.Errorf("webrtc: %w", err)
+		}
+		m.Edge = edge
+	}
 	gw, err := gateway.New(gateway.Options{
 		Agents: agents, Store: store, Auth: auth, Recognizer: rec, Synthesizer: syn,
 		Retention:       storage.Retention{TranscriptDays: cfg.Retention.TranscriptDays, MetadataDays: cfg.Retention.MetadataDays},
@@ -145,6 +161,11 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 		MaxSessions:     cfg.Realtime.MaxSessions,
 		HistoryMessages: cfg.Realtime.HistoryMessages,
 		EngineTimeout:   cfg.Voice.EngineTimeout,
+		EphemeralTTL:    cfg.Auth.EphemeralKeyTTL,
+		RTC:             m.Edge,
+		ConnectTimeout:  cfg.WebRTC.ConnectTimeout,
+		MaxCalls:        cfg.WebRTC.MaxCalls,
+		MaxCallsPerKey:  cfg.WebRTC.MaxCallsPerKey,
 		Logger:          m.Log,
 	})
 	if err != nil {
@@ -234,6 +255,10 @@ func (m *Main) printBanner(w io.Writer, scheme, generated string, agents map[str
 	} else {
 		fmt.Fprintf(&b, "  API key: the one printed at first start (set PARLEY_API_KEY to choose your own)\n")
 	}
+	if m.Edge != nil {
+		fmt.Fprintf(&b, "  webrtc:   POST %s://%s:%s/v1/realtime/calls (SDP offer, Bearer ek_ key from POST /v1/realtime/client_secrets); media on UDP %s\n",
+			scheme, host, port, m.Edge.UDPAddr())
+	}
 	fmt.Fprintf(&b, "  chat:     go run ./cmd/parley chat -url %s://%s:%s -key $PARLEY_API_KEY\n\n", scheme, host, port)
 	_, _ = io.WriteString(w, b.String())
 }
@@ -286,6 +311,11 @@ func (m *Main) Close() error {
 	}
 	if m.Gateway != nil {
 		if err := m.Gateway.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if m.Edge != nil { // after the gateway: every call is closed by now
+		if err := m.Edge.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -104,7 +104,8 @@ func start(t *testing.T, configPath string, env ...string) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := NewMain()
 	r := &running{m: m, cancel: cancel, code: make(chan int, 1), stderr: &syncBuffer{}}
-	environ := append([]string{"PARLEY_HTTP_ADDR=127.0.0.1:0", "PARLEY_API_KEY=" + testAPIKey, "PARLEY_LOG_FORMAT=json"}, env...)
+	environ := append([]string{"PARLEY_HTTP_ADDR=127.0.0.1:0", "PARLEY_API_KEY=" + testAPIKey, "PARLEY_LOG_FORMAT=json",
+		"PARLEY_WEBRTC_UDP_ADDRESS=127.0.0.1:0", "PARLEY_WEBRTC_INCLUDE_LOOPBACK=true"}, env...)
 	go func() { r.code <- m.Main(ctx, []string{"-config", configPath}, environ, io.Discard, r.stderr) }()
 	select {
 	case <-m.Ready:

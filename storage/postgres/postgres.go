@@ -6,6 +6,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/subtle"
 	"embed"
 	"errors"
 	"fmt"
@@ -376,6 +377,17 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 	if err != nil {
 		return deleted, err
 	}
+	deleted += int(tag.RowsAffected())
+	if deleted >= limit {
+		return deleted, nil
+	}
+	tag, err = s.pool.Exec(ctx, `DELETE FROM ephemeral_keys WHERE id IN (
+		SELECT id FROM ephemeral_keys
+		WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
+		FOR UPDATE SKIP LOCKED)`, cutoff, limit-deleted)
+	if err != nil {
+		return deleted, err
+	}
 	return deleted + int(tag.RowsAffected()), nil
 }
 
@@ -435,6 +447,71 @@ func (s *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error 
 	}
 	// Nothing updated: a later use is already recorded, or no such key.
 	return s.mustExist(ctx, `SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1)`, id)
+}
+
+// CreateEphemeralKey implements storage.Store.
+func (s *Store) CreateEphemeralKey(ctx context.Context, k *storage.EphemeralKey) error {
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	session := k.Session
+	if session == nil {
+		session = []byte{} // the column is NOT NULL; pgx sends a nil slice as NULL
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO ephemeral_keys
+		(id, tenant_id, key_id, agent_id, prefix, hash, session, created_at, expires_at, used_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		k.ID, k.TenantID, k.KeyID, k.AgentID, k.Prefix, k.Hash, session,
+		ts(k.CreatedAt), ts(k.ExpiresAt), nullTS(k.UsedAt))
+	return mapErr(err)
+}
+
+// ConsumeEphemeralKey implements storage.Store. It reads the key and checks
+// it, then marks it used with an UPDATE conditional on used_at still being
+// NULL. Under READ COMMITTED, concurrent UPDATEs of the row (from any node)
+// queue on its row lock and each re-checks the condition against the
+// committed row, so exactly one of them updates it; the others affect no
+// row and get ErrUsed. No lock is held across round trips.
+func (s *Store) ConsumeEphemeralKey(ctx context.Context, prefix string, hash []byte, at time.Time) (*storage.EphemeralKey, error) {
+	if at.IsZero() {
+		return nil, fmt.Errorf("%w: ConsumeEphemeralKey at is zero", storage.ErrInvalid)
+	}
+	var (
+		k                      storage.EphemeralKey
+		created, expires, used pgtype.Timestamptz
+	)
+	err := s.pool.QueryRow(ctx, `SELECT id, tenant_id, key_id, agent_id, prefix, hash, session,
+		created_at, expires_at, used_at
+		FROM ephemeral_keys WHERE prefix = $1`, prefix).Scan(
+		&k.ID, &k.TenantID, &k.KeyID, &k.AgentID, &k.Prefix, &k.Hash, &k.Session,
+		&created, &expires, &used)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	usedAt := ts(at)
+	switch {
+	case subtle.ConstantTimeCompare(k.Hash, hash) != 1:
+		return nil, storage.ErrNotFound
+	case !expires.Time.After(usedAt.Time):
+		return nil, storage.ErrExpired
+	case used.Valid:
+		return nil, storage.ErrUsed
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE ephemeral_keys SET used_at = $1
+		WHERE id = $2 AND used_at IS NULL`, usedAt, k.ID)
+	if err != nil {
+		return nil, err
+	}
+	if tag.RowsAffected() == 0 {
+		// Another consumer won the race since the SELECT (or the sweeper
+		// deleted the key, which it only does once the key has expired).
+		return nil, storage.ErrUsed
+	}
+	k.CreatedAt, k.ExpiresAt, k.UsedAt = fromTS(created), fromTS(expires), fromTS(usedAt)
+	return &k, nil
 }
 
 // mapErr turns unique violations into storage.ErrConflict (keeping the

@@ -5,6 +5,7 @@ package sqlite
 
 import (
 	"context"
+	"crypto/subtle"
 	"database/sql"
 	"embed"
 	"errors"
@@ -257,6 +258,15 @@ const (
 	sqlSavepoint  = `SAVEPOINT parley_write`
 	sqlRelease    = `RELEASE parley_write`
 	sqlRollbackTo = `ROLLBACK TO parley_write`
+
+	sqlInsertEphemeralKey = `INSERT INTO ephemeral_keys
+		(id, tenant_id, key_id, agent_id, prefix, hash, session, created_at, expires_at, used_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// Run inside ConsumeEphemeralKey's write transaction.
+	sqlSelectEphemeralKey = `SELECT id, tenant_id, key_id, agent_id, prefix, hash, session,
+		created_at, expires_at, used_at
+		FROM ephemeral_keys WHERE prefix = ?`
+	sqlUseEphemeralKey = `UPDATE ephemeral_keys SET used_at = ? WHERE id = ? AND used_at IS NULL`
 )
 
 // writeStmts holds the write statements. The Store's set is prepared on
@@ -267,6 +277,7 @@ type writeStmts struct {
 	createConversation, endConversation, conversationExists *sql.Stmt
 	bumpTurnCount, insertTurn, truncateTurnText             *sql.Stmt
 	savepoint, release, rollbackTo                          *sql.Stmt
+	insertEphemeralKey, selectEphemeralKey, useEphemeralKey *sql.Stmt
 }
 
 func (st *writeStmts) each() []struct {
@@ -286,6 +297,9 @@ func (st *writeStmts) each() []struct {
 		{&st.savepoint, sqlSavepoint},
 		{&st.release, sqlRelease},
 		{&st.rollbackTo, sqlRollbackTo},
+		{&st.insertEphemeralKey, sqlInsertEphemeralKey},
+		{&st.selectEphemeralKey, sqlSelectEphemeralKey},
+		{&st.useEphemeralKey, sqlUseEphemeralKey},
 	}
 }
 
@@ -623,7 +637,21 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 		return deleted, err
 	}
 	convs, err := res.RowsAffected()
-	return deleted + int(convs), err
+	if err != nil {
+		return deleted, err
+	}
+	deleted += int(convs)
+	if deleted >= limit {
+		return deleted, nil
+	}
+	res, err = s.w.ExecContext(ctx, `DELETE FROM ephemeral_keys WHERE id IN (
+		SELECT id FROM ephemeral_keys WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)`,
+		cutoff, limit-deleted)
+	if err != nil {
+		return deleted, err
+	}
+	keys, err := res.RowsAffected()
+	return deleted + int(keys), err
 }
 
 // CreateAPIKey implements storage.Store.
@@ -684,6 +712,74 @@ func (s *Store) TouchAPIKey(ctx context.Context, id string, at time.Time) error 
 	}
 	// Nothing updated: a later use is already recorded, or no such key.
 	return s.mustExist(ctx, `SELECT count(*) FROM api_keys WHERE id = ?`, id)
+}
+
+// CreateEphemeralKey implements storage.Store.
+func (s *Store) CreateEphemeralKey(ctx context.Context, k *storage.EphemeralKey) error {
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	session := k.Session
+	if session == nil {
+		session = []byte{} // the column is NOT NULL; nil would bind NULL
+	}
+	_, err := s.st.insertEphemeralKey.ExecContext(ctx,
+		k.ID, k.TenantID, k.KeyID, k.AgentID, k.Prefix, k.Hash, session,
+		unixMS(k.CreatedAt), unixMS(k.ExpiresAt), nullMS(k.UsedAt))
+	return mapErr(err)
+}
+
+// ConsumeEphemeralKey implements storage.Store: one BEGIN IMMEDIATE
+// transaction on the write connection reads the key, checks it and marks
+// it used, so no other writer, in this process or another, can consume it
+// in between.
+func (s *Store) ConsumeEphemeralKey(ctx context.Context, prefix string, hash []byte, at time.Time) (*storage.EphemeralKey, error) {
+	if at.IsZero() {
+		return nil, fmt.Errorf("%w: ConsumeEphemeralKey at is zero", storage.ErrInvalid)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback() // no-op after Commit
+
+	var (
+		k                storage.EphemeralKey
+		created, expires int64
+		used             sql.NullInt64
+	)
+	err = tx.StmtContext(ctx, s.st.selectEphemeralKey).QueryRowContext(ctx, prefix).Scan(
+		&k.ID, &k.TenantID, &k.KeyID, &k.AgentID, &k.Prefix, &k.Hash, &k.Session,
+		&created, &expires, &used)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	usedAt := unixMS(at)
+	switch {
+	case subtle.ConstantTimeCompare(k.Hash, hash) != 1:
+		return nil, storage.ErrNotFound
+	case expires <= usedAt:
+		return nil, storage.ErrExpired
+	case used.Valid:
+		return nil, storage.ErrUsed
+	}
+	res, err := tx.StmtContext(ctx, s.st.useEphemeralKey).ExecContext(ctx, usedAt, k.ID)
+	if err != nil {
+		return nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, err
+	} else if n == 0 {
+		return nil, storage.ErrUsed // cannot happen under the write lock; kept as a guard
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	k.CreatedAt, k.ExpiresAt, k.UsedAt = fromMS(created), fromMS(expires), fromMS(usedAt)
+	return &k, nil
 }
 
 // mapErr turns SQLite uniqueness violations into storage.ErrConflict

@@ -45,6 +45,12 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"WriteBatchEmpty", testWriteBatchEmpty},
 		{"WriteBatchCancelled", testWriteBatchCancelled},
 		{"WriteBatchConcurrent", testWriteBatchConcurrent},
+		{"EphemeralKeys", testEphemeralKeys},
+		{"EphemeralKeyExpiry", testEphemeralKeyExpiry},
+		{"EphemeralKeyConflicts", testEphemeralKeyConflicts},
+		{"EphemeralKeyInvalid", testEphemeralKeyInvalid},
+		{"EphemeralKeyConcurrentConsume", testEphemeralKeyConcurrentConsume},
+		{"EphemeralKeyDeleteExpired", testEphemeralKeyDeleteExpired},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -739,6 +745,246 @@ func testTruncateTurnText(t *testing.T, s storage.Store) {
 	}
 }
 
+// ephemeralKey returns a valid ephemeral key whose prefix is "ek_" and n
+// in 9 digits, and whose hash is 32 bytes of fill.
+func ephemeralKey(id string, n int, fill byte, expires time.Time) *storage.EphemeralKey {
+	return &storage.EphemeralKey{
+		ID:        id,
+		TenantID:  "t1",
+		KeyID:     "key-1",
+		AgentID:   "agent-1",
+		Prefix:    fmt.Sprintf("ek_%09d", n),
+		Hash:      bytes.Repeat([]byte{fill}, 32),
+		Session:   []byte(`{"voice":"alloy","instructions":"Réponds en français."}`),
+		CreatedAt: t0,
+		ExpiresAt: expires,
+	}
+}
+
+func mustCreateEphemeralKey(t *testing.T, s storage.Store, k *storage.EphemeralKey) {
+	t.Helper()
+	if err := s.CreateEphemeralKey(t.Context(), k); err != nil {
+		t.Fatalf("CreateEphemeralKey(%s): %v", k.ID, err)
+	}
+}
+
+func mustConsume(t *testing.T, s storage.Store, k *storage.EphemeralKey, at time.Time) *storage.EphemeralKey {
+	t.Helper()
+	got, err := s.ConsumeEphemeralKey(t.Context(), k.Prefix, k.Hash, at)
+	if err != nil {
+		t.Fatalf("ConsumeEphemeralKey(%s at %v): %v", k.ID, at, err)
+	}
+	return got
+}
+
+// consumeErr consumes k at at and checks the error is want.
+func consumeErr(t *testing.T, s storage.Store, what string, prefix string, hash []byte, at time.Time, want error) {
+	t.Helper()
+	got, err := s.ConsumeEphemeralKey(t.Context(), prefix, hash, at)
+	if !errors.Is(err, want) {
+		t.Errorf("%s: ConsumeEphemeralKey error = %v, want %v", what, err, want)
+	}
+	if got != nil {
+		t.Errorf("%s: ConsumeEphemeralKey returned a key with an error: %+v", what, got)
+	}
+}
+
+func checkEphemeralKey(t *testing.T, got, want *storage.EphemeralKey, usedAt time.Time) {
+	t.Helper()
+	if got.ID != want.ID || got.TenantID != want.TenantID || got.KeyID != want.KeyID ||
+		got.AgentID != want.AgentID || got.Prefix != want.Prefix || !bytes.Equal(got.Hash, want.Hash) ||
+		!bytes.Equal(got.Session, want.Session) {
+		t.Errorf("ephemeral key = %+v\nwant %+v", got, want)
+	}
+	checkTime(t, "CreatedAt", got.CreatedAt, want.CreatedAt)
+	checkTime(t, "ExpiresAt", got.ExpiresAt, want.ExpiresAt)
+	checkTime(t, "UsedAt", got.UsedAt, usedAt)
+}
+
+func testEphemeralKeys(t *testing.T, s storage.Store) {
+	k := ephemeralKey("ek_id_1", 1, 0x01, t0.Add(time.Hour))
+	mustCreateEphemeralKey(t, s, k)
+	bare := ephemeralKey("ek_id_2", 2, 0x02, t0.Add(time.Hour))
+	bare.KeyID, bare.Session, bare.CreatedAt = "", nil, time.Time{}
+	mustCreateEphemeralKey(t, s, bare)
+
+	// What finds no key, and does not use it up either.
+	at := t0.Add(time.Minute + 123*time.Millisecond + 456_789)
+	wrong := bytes.Repeat([]byte{0x01}, 32)
+	wrong[31] = 0x02
+	consumeErr(t, s, "wrong hash", k.Prefix, wrong, at, storage.ErrNotFound)
+	consumeErr(t, s, "short hash", k.Prefix, k.Hash[:31], at, storage.ErrNotFound)
+	consumeErr(t, s, "no hash", k.Prefix, nil, at, storage.ErrNotFound)
+	consumeErr(t, s, "another key's hash", k.Prefix, bare.Hash, at, storage.ErrNotFound)
+	consumeErr(t, s, "unknown prefix", "ek_999999999", k.Hash, at, storage.ErrNotFound)
+	consumeErr(t, s, "empty prefix", "", k.Hash, at, storage.ErrNotFound)
+	consumeErr(t, s, "zero time", k.Prefix, k.Hash, time.Time{}, storage.ErrInvalid)
+
+	got := mustConsume(t, s, k, at)
+	checkEphemeralKey(t, got, k, at)
+
+	// Usable once: the second use fails, even later, even by the same caller.
+	consumeErr(t, s, "second use", k.Prefix, k.Hash, at, storage.ErrUsed)
+	consumeErr(t, s, "third use, later", k.Prefix, k.Hash, at.Add(time.Second), storage.ErrUsed)
+	// The hash is checked first: a wrong one does not learn the key was used.
+	consumeErr(t, s, "wrong hash of a used key", k.Prefix, wrong, at, storage.ErrNotFound)
+	// Expiry is checked before use.
+	consumeErr(t, s, "used key after expiry", k.Prefix, k.Hash, k.ExpiresAt, storage.ErrExpired)
+
+	// A key with no session, key id or creation time round-trips them empty.
+	got = mustConsume(t, s, bare, at)
+	if len(got.Session) != 0 || got.KeyID != "" {
+		t.Errorf("bare key: Session = %q, KeyID = %q; want both empty", got.Session, got.KeyID)
+	}
+	checkEphemeralKey(t, got, bare, at)
+}
+
+func testEphemeralKeyExpiry(t *testing.T, s storage.Store) {
+	// t0 has sub-millisecond digits: the key expires at t0's millisecond.
+	k := ephemeralKey("ek_id_1", 1, 0x01, t0)
+	mustCreateEphemeralKey(t, s, k)
+
+	consumeErr(t, s, "at ExpiresAt", k.Prefix, k.Hash, t0, storage.ErrExpired)
+	consumeErr(t, s, "after ExpiresAt", k.Prefix, k.Hash, t0.Add(time.Hour), storage.ErrExpired)
+	// A failed use of an expired key did not mark it: just before expiry
+	// it is still usable (a caller's clock may lag).
+	before := t0.Truncate(time.Millisecond).Add(-time.Millisecond)
+	checkEphemeralKey(t, mustConsume(t, s, k, before), k, before)
+	consumeErr(t, s, "after use and expiry", k.Prefix, k.Hash, t0, storage.ErrExpired)
+}
+
+func testEphemeralKeyConflicts(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	k := ephemeralKey("ek_id_1", 1, 0x01, t0.Add(time.Hour))
+	mustCreateEphemeralKey(t, s, k)
+
+	sameID := ephemeralKey("ek_id_1", 2, 0x02, t0.Add(time.Hour))
+	wantErr(t, "CreateEphemeralKey(same ID)", s.CreateEphemeralKey(ctx, sameID), storage.ErrConflict)
+	samePrefix := ephemeralKey("ek_id_2", 1, 0x02, t0.Add(time.Hour))
+	samePrefix.TenantID = "t2"
+	wantErr(t, "CreateEphemeralKey(same Prefix, other tenant)", s.CreateEphemeralKey(ctx, samePrefix), storage.ErrConflict)
+
+	// Neither rejected key exists; the first one is intact.
+	consumeErr(t, s, "rejected same-ID key", sameID.Prefix, sameID.Hash, t0, storage.ErrNotFound)
+	consumeErr(t, s, "rejected same-prefix key", samePrefix.Prefix, samePrefix.Hash, t0, storage.ErrNotFound)
+	checkEphemeralKey(t, mustConsume(t, s, k, t0), k, t0)
+}
+
+func testEphemeralKeyInvalid(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	cases := map[string]func(k *storage.EphemeralKey){
+		"no ID":         func(k *storage.EphemeralKey) { k.ID = "" },
+		"no TenantID":   func(k *storage.EphemeralKey) { k.TenantID = "" },
+		"no AgentID":    func(k *storage.EphemeralKey) { k.AgentID = "" },
+		"no Prefix":     func(k *storage.EphemeralKey) { k.Prefix = "" },
+		"no Hash":       func(k *storage.EphemeralKey) { k.Hash = nil },
+		"short Hash":    func(k *storage.EphemeralKey) { k.Hash = k.Hash[:31] },
+		"long Hash":     func(k *storage.EphemeralKey) { k.Hash = append(k.Hash, 0) },
+		"no ExpiresAt":  func(k *storage.EphemeralKey) { k.ExpiresAt = time.Time{} },
+		"all of it bad": func(k *storage.EphemeralKey) { *k = storage.EphemeralKey{} },
+	}
+	for name, mutate := range cases {
+		k := ephemeralKey("ek_id_x", 1, 0x01, t0.Add(time.Hour))
+		mutate(k)
+		wantErr(t, "CreateEphemeralKey "+name, s.CreateEphemeralKey(ctx, k), storage.ErrInvalid)
+	}
+	// Nothing was stored: the valid key can be created afterwards.
+	k := ephemeralKey("ek_id_x", 1, 0x01, t0.Add(time.Hour))
+	mustCreateEphemeralKey(t, s, k)
+	checkEphemeralKey(t, mustConsume(t, s, k, t0), k, t0)
+}
+
+func testEphemeralKeyConcurrentConsume(t *testing.T, s storage.Store) {
+	const consumers = 16
+	k := ephemeralKey("ek_id_1", 1, 0x01, t0.Add(time.Hour))
+	mustCreateEphemeralKey(t, s, k)
+
+	start := make(chan struct{})
+	errs := make([]error, consumers)
+	keys := make([]*storage.EphemeralKey, consumers)
+	var wg sync.WaitGroup
+	for i := range consumers {
+		wg.Go(func() {
+			<-start
+			keys[i], errs[i] = s.ConsumeEphemeralKey(t.Context(), k.Prefix, k.Hash, t0.Add(time.Duration(i)*time.Millisecond))
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if winner >= 0 {
+				t.Errorf("consumers %d and %d both consumed the key", winner, i)
+			}
+			winner = i
+		case !errors.Is(err, storage.ErrUsed):
+			t.Errorf("consumer %d: error = %v, want nil or ErrUsed", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no consumer succeeded: %v", errs)
+	}
+	at := t0.Add(time.Duration(winner) * time.Millisecond)
+	checkEphemeralKey(t, keys[winner], k, at)
+	consumeErr(t, s, "after the race", k.Prefix, k.Hash, t0, storage.ErrUsed)
+}
+
+func testEphemeralKeyDeleteExpired(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	now := t0
+
+	// Expired: a conversation with its one turn, and 4 keys (one at now
+	// exactly, one used before it expired). Unexpired: 3 keys (one used),
+	// all of them at most 1ms in the future.
+	c := conversation("t1", "old", now.Add(-time.Hour))
+	mustCreate(t, s, c)
+	mustAppend(t, s, turn(c, "item-1", 1, now.Add(-time.Hour)))
+	var expired, fresh []*storage.EphemeralKey
+	for i, exp := range []time.Time{now.Add(-2 * time.Hour), now.Add(-time.Hour), now.Add(-time.Minute), now} {
+		expired = append(expired, ephemeralKey(fmt.Sprint("ek_id_old_", i), 10+i, byte(10+i), exp))
+	}
+	for i, exp := range []time.Time{now.Add(time.Millisecond), now.Add(time.Minute), now.Add(time.Hour)} {
+		fresh = append(fresh, ephemeralKey(fmt.Sprint("ek_id_new_", i), 20+i, byte(20+i), exp))
+	}
+	for _, k := range append(append([]*storage.EphemeralKey{}, expired...), fresh...) {
+		mustCreateEphemeralKey(t, s, k)
+	}
+	mustConsume(t, s, expired[1], now.Add(-2*time.Hour+time.Second))
+	usedAt := now.Add(-time.Second)
+	mustConsume(t, s, fresh[1], usedAt)
+
+	if n, err := s.DeleteExpired(ctx, now.Add(-3*time.Hour), 100); err != nil || n != 0 {
+		t.Fatalf("DeleteExpired(before anything expired) = %d, %v; want 0", n, err)
+	}
+	// 6 expired rows in batches of 4: the turn, the conversation and 2
+	// keys; 2 keys; then nothing. The keys count within the limit.
+	var got []int
+	for range 3 {
+		n, err := s.DeleteExpired(ctx, now, 4)
+		if err != nil {
+			t.Fatalf("DeleteExpired: %v", err)
+		}
+		got = append(got, n)
+	}
+	if fmt.Sprint(got) != "[4 2 0]" {
+		t.Errorf("DeleteExpired batches = %v, want [4 2 0]", got)
+	}
+
+	// The expired keys are gone; consuming them at a time before their
+	// expiry proves it is deletion, not expiry, that refuses them.
+	for _, k := range expired {
+		consumeErr(t, s, "deleted key "+k.ID, k.Prefix, k.Hash, now.Add(-3*time.Hour), storage.ErrNotFound)
+	}
+	// The unexpired keys are kept, used or not.
+	consumeErr(t, s, "kept used key", fresh[1].Prefix, fresh[1].Hash, now, storage.ErrUsed)
+	for _, k := range []*storage.EphemeralKey{fresh[0], fresh[2]} {
+		checkEphemeralKey(t, mustConsume(t, s, k, now), k, now)
+	}
+}
+
 // mustBatch runs WriteBatch and fails the test on a batch failure or a
 // result slice of the wrong length.
 func mustBatch(t *testing.T, s storage.Store, ws []storage.Write) []error {
@@ -991,8 +1237,8 @@ type Legacy struct {
 // RunUpgradeFrom1 checks the upgrade from schema version 1: rows written
 // before the upgrade, and rows a version 1 node writes during a rolling
 // upgrade, read back with zero voice latency and everything else intact,
-// and the upgraded store round-trips every latency field. legacy must
-// return a fresh database at version 1.
+// the upgraded store round-trips every latency field, and it keeps
+// ephemeral keys. legacy must return a fresh database at version 1.
 func RunUpgradeFrom1(t *testing.T, legacy func(t *testing.T) Legacy) {
 	db := legacy(t)
 
@@ -1050,6 +1296,12 @@ func RunUpgradeFrom1(t *testing.T, legacy func(t *testing.T) Legacy) {
 	if n := mustGet(t, s, "t1", before.ID).TurnCount; n != 3 {
 		t.Errorf("TurnCount = %d, want 3", n)
 	}
+
+	// The later migrations' tables exist: ephemeral keys (migration 3).
+	k := ephemeralKey("ek_id_1", 1, 0x01, t0.Add(time.Hour))
+	mustCreateEphemeralKey(t, s, k)
+	checkEphemeralKey(t, mustConsume(t, s, k, t0), k, t0)
+	consumeErr(t, s, "second use after the upgrade", k.Prefix, k.Hash, t0, storage.ErrUsed)
 }
 
 // BenchmarkAppendTurn measures AppendTurn on s: "serial" appends to one

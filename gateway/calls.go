@@ -1,0 +1,461 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"parley/agent"
+	"parley/realtime"
+	"parley/rtc"
+)
+
+// A WebRTC call is a session whose events ride the call's "oai-events"
+// data channel and whose audio rides its RTP tracks. POST
+// /v1/realtime/calls answers the browser's offer; the session engine is
+// the same as over WebSocket.
+
+// callAnswerTimeout bounds building the answer (ICE gathering included).
+const callAnswerTimeout = 10 * time.Second
+
+// dcMaxMessage is the largest client event a data channel delivers whole;
+// dcMaxBuffered is how much the SCTP association may hold unsent before the
+// client counts as too slow.
+const (
+	dcMaxMessage  = 64 << 10
+	dcMaxBuffered = 4 << 20
+)
+
+// call is a live WebRTC call.
+type call struct {
+	id        string
+	sess      *session
+	rc        *rtc.Call
+	principal Principal
+}
+
+// createCall answers POST /v1/realtime/calls: an SDP offer as
+// application/sdp with an ephemeral (or secret) key, or a multipart form
+// with parts "sdp" and "session" (JSON) as OpenAI's server-side variant.
+func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if !s.cors(w, r) {
+		return
+	}
+	refuse := func(e *httpError) {
+		s.metrics.callsRefused.WithLabelValues(e.code).Inc()
+		e.write(w)
+	}
+	if s.opts.RTC == nil {
+		refuse(&httpError{status: http.StatusNotImplemented, typ: "invalid_request_error", code: "webrtc_disabled",
+			msg: "WebRTC calls are not enabled on this gateway (webrtc.udp_address); use the WebSocket endpoint"})
+		return
+	}
+	offer, formSession, herr := readOffer(w, r)
+	if herr != nil {
+		refuse(herr)
+		return
+	}
+	if err := rtc.CheckOffer(offer); err != nil {
+		refuse(offerError(err))
+		return
+	}
+	// The key is checked (and an ephemeral key used up) only for an offer
+	// that can be answered.
+	g, herr := s.authorize(r.Context(), bearer(r), true)
+	if herr != nil {
+		refuse(herr)
+		return
+	}
+	a, updates, herr := s.callSettings(g, formSession, r.URL.Query().Get("model"))
+	if herr != nil {
+		refuse(herr)
+		return
+	}
+	if herr := s.reserveCall(g.principal); herr != nil {
+		refuse(herr)
+		return
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			s.releaseCall(g.principal)
+		}
+	}
+	defer release()
+
+	dc := &dcConn{hasChannel: strings.Contains(offer, "m=application")}
+	sess := newSession(s, dc, a, g.principal, "webrtc")
+	sess.callAudio = make(chan callChunk, callAudioQueue)
+	sess.playback = make(chan playbackMsg, 64)
+	sess.attach = make(chan *sideband)
+	sess.sideGone = make(chan *sideband)
+	if s.opts.Synthesizer != nil {
+		sess.state.OutputModalities = []string{realtime.ModalityAudio} // a call speaks by default
+	}
+	for _, u := range updates {
+		_ = sess.state.Apply(u) // validated by callSettings
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), callAnswerTimeout)
+	defer cancel()
+	rc, answer, err := s.opts.RTC.Accept(ctx, offer, rtc.CallOptions{
+		ConnectTimeout: s.opts.ConnectTimeout,
+		OnAudio:        sess.deliverCallAudio,
+		OnPlayback: func(ev rtc.PlaybackEvent) {
+			sess.deliverPlayback(playbackMsg{started: ev.Type == rtc.PlaybackStarted, tag: ev.Tag})
+		},
+	})
+	if err != nil {
+		var oe *rtc.OfferError
+		if errors.As(err, &oe) {
+			refuse(offerError(err))
+			return
+		}
+		s.log.Error().Err(err).Msg("answering a call failed")
+		refuse(&httpError{status: http.StatusInternalServerError, typ: "server_error", code: "webrtc_setup_failed",
+			msg: "the call could not be set up; try again"})
+		return
+	}
+	dc.rc, dc.ec = rc, rc.Events()
+	sess.call = rc
+	c := &call{id: "rtc_" + sess.ids.stem, sess: sess, rc: rc, principal: g.principal}
+
+	s.mu.Lock()
+	s.calls[c.id] = c
+	s.mu.Unlock()
+	released = true // the call's goroutine releases it now
+	s.metrics.callsTotal.Inc()
+	s.metrics.callsActive.Inc()
+	s.metrics.sessionsTotal.Inc()
+	s.metrics.sessionsActive.Inc()
+	s.metrics.callSetup.Observe(time.Since(start).Seconds())
+	sess.log.Info().Str("call_id", c.id).Str("key_id", g.principal.KeyID).Msg("call started")
+	sess.open()
+	go func() {
+		defer s.endCall(c)
+		sess.serve()
+	}()
+
+	w.Header().Set("Location", "/v1/realtime/calls/"+c.id)
+	w.Header().Set("Content-Type", "application/sdp")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = io.WriteString(w, answer)
+}
+
+// endCall runs when a call's session has ended.
+func (s *Server) endCall(c *call) {
+	_ = c.rc.Close()
+	reason := c.rc.Reason()
+	if reason == "" {
+		reason = "session"
+	}
+	s.metrics.callsEnded.WithLabelValues(reason).Inc()
+	s.metrics.callsActive.Dec()
+	s.metrics.sessionsActive.Dec()
+	c.sess.log.Info().Str("call_id", c.id).Str("reason", reason).Int("turns", c.sess.turnSeq).Msg("call ended")
+	s.mu.Lock()
+	delete(s.calls, c.id)
+	s.mu.Unlock()
+	s.releaseCall(c.principal)
+}
+
+// reserveCall takes a call slot (node, key, and session limits).
+func (s *Server) reserveCall(p Principal) *httpError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed || isClosed(s.draining):
+		return &httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: realtime.CodeShuttingDown,
+			msg: "the server is shutting down; call again", retryAfter: 1}
+	case s.activeCalls >= s.opts.MaxCalls || s.sessions >= s.opts.MaxSessions:
+		return &httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: realtime.CodeSessionLimitReached,
+			msg: "this node has reached its call limit; try again shortly", retryAfter: 2}
+	case s.callsPerKey[p.KeyID] >= s.opts.MaxCallsPerKey:
+		return &httpError{status: http.StatusTooManyRequests, typ: "invalid_request_error", code: "call_limit_reached",
+			msg: "this key has reached its limit of concurrent calls", retryAfter: 2}
+	}
+	s.activeCalls++
+	s.callsPerKey[p.KeyID]++
+	s.sessions++
+	s.wg.Add(1)
+	return nil
+}
+
+func (s *Server) releaseCall(p Principal) {
+	s.mu.Lock()
+	s.activeCalls--
+	if s.callsPerKey[p.KeyID]--; s.callsPerKey[p.KeyID] <= 0 {
+		delete(s.callsPerKey, p.KeyID)
+	}
+	s.mu.Unlock()
+	s.release()
+}
+
+// callSettings picks the call's agent and the session settings to apply
+// at start: those minted with an ephemeral key, then the form's.
+func (s *Server) callSettings(g grant, formSession json.RawMessage, queryModel string) (*agent.Agent, []*realtime.SessionUpdate, *httpError) {
+	var updates []*realtime.SessionUpdate
+	if g.ephemeral {
+		a := g.agent
+		if g.session != nil {
+			updates = append(updates, g.session)
+		}
+		if !isNullJSON(formSession) {
+			u, e := realtime.DecodeSessionUpdate(formSession, "session")
+			if e != nil {
+				return nil, nil, fromRealtime(e)
+			}
+			st := realtime.NewSession("check", a.ID, a.Instructions, 0)
+			if e := st.Apply(u); e != nil {
+				return nil, nil, fromRealtime(e)
+			}
+			updates = append(updates, u)
+		}
+		return a, updates, nil
+	}
+	a, u, herr := s.sessionRequest(formSession, "session", queryModel)
+	if herr != nil {
+		return nil, nil, herr
+	}
+	if u != nil {
+		updates = append(updates, u)
+	}
+	return a, updates, nil
+}
+
+// readOffer reads the offer (and the multipart form's session) within
+// maxSignalBody.
+func readOffer(w http.ResponseWriter, r *http.Request) (offer string, session json.RawMessage, herr *httpError) {
+	tooBig := &httpError{status: http.StatusRequestEntityTooLarge, typ: "invalid_request_error", code: "body_too_large",
+		msg: "the offer is larger than 64 KiB"}
+	r.Body = http.MaxBytesReader(w, r.Body, maxSignalBody)
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		mt = ""
+	}
+	switch mt {
+	case "application/sdp":
+		b, err := io.ReadAll(r.Body)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return "", nil, tooBig
+		}
+		if err != nil {
+			return "", nil, badRequest("invalid_body", "", "the body could not be read")
+		}
+		offer = string(b)
+	case "multipart/form-data":
+		if err := r.ParseMultipartForm(maxSignalBody); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return "", nil, tooBig
+			}
+			return "", nil, badRequest("invalid_body", "", "the multipart form could not be parsed: "+err.Error())
+		}
+		defer func() { _ = r.MultipartForm.RemoveAll() }()
+		offer = r.FormValue("sdp")
+		if v := r.FormValue("session"); v != "" {
+			session = json.RawMessage(v)
+		}
+	default:
+		return "", nil, &httpError{status: http.StatusUnsupportedMediaType, typ: "invalid_request_error", code: "unsupported_media_type",
+			msg: "post the SDP offer as application/sdp (or multipart/form-data with parts sdp and session)"}
+	}
+	if strings.TrimSpace(offer) == "" {
+		return "", nil, badRequest(realtime.CodeMissingParameter, "sdp", "the SDP offer is empty")
+	}
+	return offer, session, nil
+}
+
+func offerError(err error) *httpError {
+	var oe *rtc.OfferError
+	if errors.As(err, &oe) {
+		return badRequest(oe.Code, "sdp", oe.Message)
+	}
+	return badRequest("invalid_sdp", "sdp", err.Error())
+}
+
+// hangupCall answers POST /v1/realtime/calls/{call_id}/hangup (a secret
+// key of the call's tenant): the call ends and its conversation is kept.
+func (s *Server) hangupCall(w http.ResponseWriter, r *http.Request) {
+	g, herr := s.authorize(r.Context(), bearer(r), false)
+	if herr != nil {
+		herr.write(w)
+		return
+	}
+	c := s.liveCall(r.PathValue("call_id"), g.principal)
+	if c == nil {
+		writeError(w, http.StatusNotFound, "invalid_request_error", "call_not_found", "no live call with that id")
+		return
+	}
+	_ = c.rc.Close() // the session sees its data channel end and wraps up
+	w.WriteHeader(http.StatusOK)
+}
+
+// liveCall returns the live call id of p's tenant, or nil (another
+// tenant's call is indistinguishable from none).
+func (s *Server) liveCall(id string, p Principal) *call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.calls[id]
+	if c == nil || c.principal.TenantID != p.TenantID {
+		return nil
+	}
+	return c
+}
+
+// sideband attaches a WebSocket to a live call: GET /v1/realtime?call_id=…
+// with a secret key of the call's tenant.
+func (s *Server) sideband(w http.ResponseWriter, r *http.Request, key, callID string) {
+	g, herr := s.authorize(r.Context(), key, false)
+	if herr != nil {
+		herr.write(w)
+		return
+	}
+	c := s.liveCall(callID, g.principal)
+	if c == nil {
+		writeError(w, http.StatusNotFound, "invalid_request_error", "call_not_found", "no live call with that id")
+		return
+	}
+	hw := &hijackRW{ResponseWriter: w}
+	conn, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
+		Subprotocols:   []string{"realtime"},
+		OriginPatterns: s.opts.AllowedOrigins,
+	})
+	if err != nil {
+		s.log.Info().Err(err).Msg("sideband handshake refused")
+		return
+	}
+	conn.SetReadLimit(s.opts.ReadLimit)
+	if !c.sess.attachSideband(&wsConn{c: conn, cc: hw.cc}) {
+		_ = conn.Close(websocket.StatusNormalClosure, "call ended")
+	}
+}
+
+// cors applies the CORS policy of browser-facing signaling endpoints: a
+// request from an allowed origin gets the headers it needs (a preflight is
+// answered here); one from another origin is refused. It reports whether
+// the handler should go on.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return r.Method != http.MethodOptions || writeNoPreflight(w)
+	}
+	if !s.originAllowed(origin, r.Host) {
+		writeError(w, http.StatusForbidden, "invalid_request_error", "origin_not_allowed",
+			"the origin "+quote(origin)+" is not allowed (realtime.allowed_origins)")
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", "Location")
+	if r.Method == http.MethodOptions {
+		h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
+		return false
+	}
+	return true
+}
+
+func writeNoPreflight(w http.ResponseWriter) bool {
+	writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_preflight", "a CORS preflight needs an Origin header")
+	return false
+}
+
+// originAllowed reports whether a browser origin may use the gateway: its
+// own host, or a host matching realtime.allowed_origins (the patterns the
+// WebSocket handshake also checks).
+func (s *Server) originAllowed(origin, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, host) {
+		return true
+	}
+	for _, p := range s.opts.AllowedOrigins {
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(u.Host)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// dcConn is an eventConn over a call's "oai-events" data channel. Reads and
+// writes wait for the channel to open; an offer without a data channel
+// gets its events discarded (the call is audio only).
+type dcConn struct {
+	hasChannel bool
+	rc         *rtc.Call
+	ec         *rtc.EventChannel
+	buf        []byte
+}
+
+var errCallEnded = errors.New("the call ended")
+
+// wait blocks until the channel opened, the call ended, or ctx is done.
+func (d *dcConn) wait(ctx context.Context) error {
+	select {
+	case <-d.ec.Ready():
+		return nil
+	case <-d.rc.Done():
+		return errCallEnded
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *dcConn) read(buf []byte) ([]byte, bool, error) {
+	if !d.hasChannel {
+		<-d.rc.Done()
+		return buf, false, errCallEnded
+	}
+	if err := d.wait(context.Background()); err != nil {
+		return buf, false, err
+	}
+	if d.buf == nil {
+		d.buf = make([]byte, dcMaxMessage)
+	}
+	n, text, err := d.ec.Read(d.buf)
+	if errors.Is(err, rtc.ErrMessageTooLarge) {
+		return buf, false, errMessageTooLarge
+	}
+	if err != nil {
+		return buf, false, err
+	}
+	return append(buf, d.buf[:n]...), text, nil
+}
+
+func (d *dcConn) write(ctx context.Context, b []byte) error {
+	if !d.hasChannel {
+		return nil
+	}
+	if err := d.wait(ctx); err != nil {
+		return err
+	}
+	if d.ec.BufferedAmount() > dcMaxBuffered {
+		return errSlowClient
+	}
+	return d.ec.WriteText(b)
+}
+
+func (d *dcConn) cork()                                    {}
+func (d *dcConn) uncork(time.Duration) error               { return nil }
+func (d *dcConn) corked() bool                             { return false }
+func (d *dcConn) close(websocket.StatusCode, string) error { return d.rc.Close() }
+func (d *dcConn) closeNow() error                          { return d.rc.Close() }

@@ -1,0 +1,308 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"parley/agent"
+	"parley/realtime"
+	"parley/storage"
+)
+
+// Ephemeral keys ("ek_…") let a browser or app open one session (a WebRTC
+// call or a WebSocket) without holding a secret key: the customer's server
+// mints one with POST /v1/realtime/client_secrets, bound to an agent and
+// session settings. Only the key's SHA-256 is stored; it works once and
+// expires (auth.ephemeral_key_ttl by default, 10 s to 2 h).
+const (
+	ephemeralPrefix = "ek_"
+	minEphemeralTTL = 10 * time.Second
+	maxEphemeralTTL = 2 * time.Hour
+	maxSignalBody   = 64 << 10 // client_secrets and call bodies
+)
+
+// httpError is an error of an HTTP endpoint, translated once by write.
+type httpError struct {
+	status          int
+	typ, code, msg  string
+	param           string
+	retryAfter      int
+	wwwAuthenticate string
+}
+
+func (e *httpError) write(w http.ResponseWriter) {
+	if e.retryAfter > 0 {
+		writeRetryAfter(w, e.retryAfter)
+	}
+	if e.wwwAuthenticate != "" {
+		w.Header().Set("WWW-Authenticate", e.wwwAuthenticate)
+	}
+	writeErrorParam(w, e.status, e.typ, e.code, e.msg, e.param)
+}
+
+func badRequest(code, param, msg string) *httpError {
+	return &httpError{status: http.StatusBadRequest, typ: "invalid_request_error", code: code, msg: msg, param: param}
+}
+
+func fromRealtime(e *realtime.Error) *httpError {
+	param := ""
+	if e.Param != nil {
+		param = *e.Param
+	}
+	return badRequest(e.Code, param, e.Message)
+}
+
+// grant is what a presented key allows: who acts, and, for an ephemeral
+// key, the agent and session settings it was minted for.
+type grant struct {
+	principal Principal
+	ephemeral bool
+	agent     *agent.Agent            // set for ephemeral keys
+	session   *realtime.SessionUpdate // settings minted with an ephemeral key, or nil
+}
+
+// authorize resolves a presented key. Secret keys go through the
+// Authenticator; an ephemeral key is consumed (it works once) when
+// allowEphemeral is set and refused otherwise.
+func (s *Server) authorize(ctx context.Context, key string, allowEphemeral bool) (grant, *httpError) {
+	unauth := func(code, msg string) *httpError {
+		return &httpError{status: http.StatusUnauthorized, typ: "invalid_request_error", code: code, msg: msg,
+			wwwAuthenticate: `Bearer realm="parley", error="invalid_token"`}
+	}
+	if key == "" {
+		e := unauth("missing_api_key", "an API key is required: Authorization: Bearer KEY")
+		e.wwwAuthenticate = `Bearer realm="parley"`
+		return grant{}, e
+	}
+	if strings.HasPrefix(key, ephemeralPrefix) {
+		if !allowEphemeral {
+			return grant{}, unauth("ephemeral_key_not_allowed", "this endpoint needs a secret key (sk_...); ephemeral keys only open sessions and calls")
+		}
+		return s.redeem(ctx, key, unauth)
+	}
+	p, err := s.opts.Auth.Authenticate(ctx, key)
+	if err != nil {
+		if errors.Is(err, ErrUnauthenticated) {
+			return grant{}, unauth("invalid_api_key", "the API key is not valid")
+		}
+		s.log.Error().Err(err).Msg("authentication failed")
+		return grant{}, &httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: "auth_unavailable",
+			msg: "authentication is unavailable; try again", retryAfter: 1}
+	}
+	return grant{principal: p}, nil
+}
+
+// redeem consumes an ephemeral key.
+func (s *Server) redeem(ctx context.Context, key string, unauth func(code, msg string) *httpError) (grant, *httpError) {
+	if len(key) < KeyPrefixLen+8 || len(key) > 256 {
+		return grant{}, unauth("invalid_api_key", "the ephemeral key is not valid")
+	}
+	k, err := s.opts.Store.ConsumeEphemeralKey(ctx, key[:KeyPrefixLen], HashKey(key), s.now().UTC())
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return grant{}, unauth("invalid_api_key", "the ephemeral key is not valid")
+	case errors.Is(err, storage.ErrExpired):
+		return grant{}, unauth("ephemeral_key_expired", "the ephemeral key has expired; mint a new one with POST /v1/realtime/client_secrets")
+	case errors.Is(err, storage.ErrUsed):
+		return grant{}, unauth("ephemeral_key_used", "the ephemeral key was already used; an ephemeral key opens one session")
+	case err != nil:
+		s.log.Error().Err(err).Msg("redeeming an ephemeral key failed")
+		return grant{}, &httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: "auth_unavailable",
+			msg: "authentication is unavailable; try again", retryAfter: 1}
+	}
+	a, ok := s.opts.Agents[k.AgentID]
+	if !ok {
+		return grant{}, &httpError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found",
+			msg: "the agent " + quote(k.AgentID) + " this key was minted for no longer exists"}
+	}
+	g := grant{principal: Principal{TenantID: k.TenantID, KeyID: k.KeyID}, ephemeral: true, agent: a}
+	if len(k.Session) > 0 {
+		u, e := realtime.DecodeSessionUpdate(k.Session, "session")
+		if e != nil { // validated when minted; a change of Parley version may still refuse it
+			return grant{}, fromRealtime(e)
+		}
+		g.session = u
+	}
+	return g, nil
+}
+
+// clientSecretRequest is the body of POST /v1/realtime/client_secrets.
+type clientSecretRequest struct {
+	ExpiresAfter *struct {
+		Anchor  string `json:"anchor"`
+		Seconds *int64 `json:"seconds"`
+	} `json:"expires_after"`
+	Session json.RawMessage `json:"session"`
+}
+
+// clientSecrets mints an ephemeral key: POST /v1/realtime/client_secrets
+// with a secret key.
+func (s *Server) clientSecrets(w http.ResponseWriter, r *http.Request) {
+	g, herr := s.authorize(r.Context(), bearer(r), false)
+	if herr != nil {
+		herr.write(w)
+		return
+	}
+	if herr := requireJSON(r); herr != nil {
+		herr.write(w)
+		return
+	}
+	var req clientSecretRequest
+	if herr := decodeBody(w, r, &req); herr != nil {
+		herr.write(w)
+		return
+	}
+	ttl := s.opts.EphemeralTTL
+	if ea := req.ExpiresAfter; ea != nil {
+		if ea.Anchor != "" && ea.Anchor != "created_at" {
+			badRequest(realtime.CodeInvalidValue, "expires_after.anchor", `expires_after.anchor must be "created_at"`).write(w)
+			return
+		}
+		if ea.Seconds != nil {
+			sec := *ea.Seconds
+			if sec < int64(minEphemeralTTL/time.Second) || sec > int64(maxEphemeralTTL/time.Second) {
+				badRequest(realtime.CodeInvalidValue, "expires_after.seconds", "expires_after.seconds must be between 10 and 7200").write(w)
+				return
+			}
+			ttl = time.Duration(sec) * time.Second
+		}
+	}
+	a, u, herr := s.sessionRequest(req.Session, "session", r.URL.Query().Get("model"))
+	if herr != nil {
+		herr.write(w)
+		return
+	}
+	now := s.now()
+	key := newKey(ephemeralPrefix)
+	rec := &storage.EphemeralKey{
+		ID: "ekid_" + randomID(16), TenantID: g.principal.TenantID, KeyID: g.principal.KeyID, AgentID: a.ID,
+		Prefix: key[:KeyPrefixLen], Hash: HashKey(key), Session: []byte(req.Session),
+		CreatedAt: now.UTC(), ExpiresAt: now.Add(ttl).UTC(),
+	}
+	if isNullJSON(req.Session) {
+		rec.Session = nil
+	}
+	if err := s.opts.Store.CreateEphemeralKey(r.Context(), rec); err != nil {
+		s.log.Error().Err(err).Msg("storing an ephemeral key failed")
+		(&httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: "storage_unavailable",
+			msg: "the key could not be stored; try again", retryAfter: 1}).write(w)
+		return
+	}
+	s.metrics.ephemeralKeys.Inc()
+	st := realtime.NewSession("sess_pending", a.ID, a.Instructions, rec.ExpiresAt.Unix())
+	st.ID = ""
+	if u != nil {
+		_ = st.Apply(u) // validated by sessionRequest
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Value     string           `json:"value"`
+		ExpiresAt int64            `json:"expires_at"`
+		Session   realtime.Session `json:"session"`
+	}{key, rec.ExpiresAt.Unix(), st})
+}
+
+// sessionRequest validates a session object given over HTTP and picks its
+// agent: session.model, else the model query parameter, else the only
+// agent.
+func (s *Server) sessionRequest(raw json.RawMessage, param, queryModel string) (*agent.Agent, *realtime.SessionUpdate, *httpError) {
+	var u *realtime.SessionUpdate
+	if !isNullJSON(raw) {
+		var e *realtime.Error
+		if u, e = realtime.DecodeSessionUpdate(raw, param); e != nil {
+			return nil, nil, fromRealtime(e)
+		}
+	}
+	model := queryModel
+	if u != nil && u.Model != nil && *u.Model != "" {
+		model = *u.Model
+	}
+	var a *agent.Agent
+	switch {
+	case model != "":
+		a = s.opts.Agents[model]
+		if a == nil {
+			return nil, nil, &httpError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found", param: param + ".model",
+				msg: "no agent named " + quote(model) + " (agents: " + strings.Join(s.agentIDs(), ", ") + ")"}
+		}
+	case len(s.opts.Agents) == 1:
+		for _, x := range s.opts.Agents {
+			a = x
+		}
+	default:
+		return nil, nil, badRequest(realtime.CodeMissingParameter, param+".model",
+			"name the agent in "+param+".model (agents: "+strings.Join(s.agentIDs(), ", ")+")")
+	}
+	if u != nil {
+		st := realtime.NewSession("check", a.ID, a.Instructions, 0)
+		if e := st.Apply(u); e != nil {
+			return nil, nil, fromRealtime(e)
+		}
+		if e := s.checkEngines(st); e != nil {
+			return nil, nil, fromRealtime(e)
+		}
+	}
+	return a, u, nil
+}
+
+// checkEngines refuses settings the configured engines cannot serve.
+func (s *Server) checkEngines(st realtime.Session) *realtime.Error {
+	m := st.OutputModalities
+	if len(m) == 1 && m[0] == realtime.ModalityAudio && s.opts.Synthesizer == nil {
+		return realtime.Invalid(realtime.CodeUnsupported, "session.output_modalities", "this gateway has no speech synthesizer configured; use [\"text\"]")
+	}
+	return nil
+}
+
+func bearer(r *http.Request) string {
+	k, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return strings.TrimSpace(k)
+}
+
+func isNullJSON(raw json.RawMessage) bool {
+	t := strings.TrimSpace(string(raw))
+	return t == "" || t == "null"
+}
+
+func requireJSON(r *http.Request) *httpError {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" && r.ContentLength == 0 {
+		return nil // an empty body takes every default
+	}
+	if mt, _, _ := strings.Cut(ct, ";"); strings.TrimSpace(strings.ToLower(mt)) != "application/json" {
+		return &httpError{status: http.StatusUnsupportedMediaType, typ: "invalid_request_error", code: "unsupported_media_type",
+			msg: "send the body as application/json"}
+	}
+	return nil
+}
+
+// decodeBody decodes a JSON body strictly, within maxSignalBody.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) *httpError {
+	body := http.MaxBytesReader(w, r.Body, maxSignalBody)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		if dec.More() {
+			return badRequest(realtime.CodeInvalidJSON, "", "the body holds more than one JSON value")
+		}
+		return nil
+	case errors.As(err, &tooBig):
+		return &httpError{status: http.StatusRequestEntityTooLarge, typ: "invalid_request_error", code: "body_too_large",
+			msg: "the body is larger than 64 KiB"}
+	case errors.Is(err, io.EOF):
+		return nil // empty body: defaults
+	default:
+		msg := err.Error()
+		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+			return badRequest(realtime.CodeUnknownParameter, strings.Trim(f, `"`), "unknown field "+f)
+		}
+		return badRequest(realtime.CodeInvalidJSON, "", "the body is not valid JSON: "+msg)
+	}
+}
