@@ -16,12 +16,15 @@ needs=(
 # libopus for Opus via cgo (github.com/hraban/opus, which also wants
 # libopusfile), pocketsphinx + its US English model for offline speech
 # recognition, espeak-ng for offline speech synthesis, sox and opus-tools
-# for `make testdata`.
+# for `make testdata`, chromium (/usr/bin/chromium, driven headless by
+# TestBrowserWebRTCCall; about 350 MB, so like the rest it is installed only
+# when dpkg does not already have it).
 packages=(ca-certificates pkg-config gcc libc6-dev
   libopus-dev libopusfile-dev
   libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us
   libespeak-ng-dev espeak-ng-data
-  sox opus-tools espeak-ng)
+  sox opus-tools espeak-ng
+  chromium)
 
 missing=()
 for n in "${needs[@]}"; do

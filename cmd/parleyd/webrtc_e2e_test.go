@@ -2,261 +2,97 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/pion/webrtc/v4"
-	pmedia "github.com/pion/webrtc/v4/pkg/media"
-
 	"parley/media"
+	"parley/rtc/rtctest"
 )
 
-// mintKey asks parleyd for an ephemeral key, as a customer's server does.
-func mintKey(t *testing.T, base, body string) string {
+// fixturePackets returns the Opus packets of a spoken Ogg Opus fixture
+// followed by silenceMS of silence.
+func fixturePackets(t testing.TB, name string, silenceMS int) [][]byte {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, base+"/v1/realtime/client_secrets", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+testAPIKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Value string `json:"value"`
-	}
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &out) != nil || out.Value == "" {
-		t.Fatalf("client_secrets: %d %s", resp.StatusCode, b)
-	}
-	return out.Value
-}
-
-// pionCaller is a WebRTC client written the way OpenAI's guide writes one,
-// in Go: a microphone track, the "oai-events" data channel, the offer
-// posted to /v1/realtime/calls.
-type pionCaller struct {
-	t      *testing.T
-	pc     *webrtc.PeerConnection
-	mic    *webrtc.TrackLocalStaticSample
-	dc     *webrtc.DataChannel
-	events chan map[string]any
-	open   chan struct{}
-
-	mu       sync.Mutex
-	received [][]byte // Opus payloads of the agent's track
-	trackWG  sync.WaitGroup
-	location string
-}
-
-func dialCall(t *testing.T, httpBase, key string) *pionCaller {
-	t.Helper()
-	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &pionCaller{t: t, pc: pc, events: make(chan map[string]any, 1024), open: make(chan struct{})}
-	t.Cleanup(func() { c.hangUp() })
-	c.mic, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "mic", "caller")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sender, err := pc.AddTrack(c.mic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.trackWG.Add(1)
-	go func() { // RTCP of our sender
-		defer c.trackWG.Done()
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := sender.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		c.trackWG.Add(1)
-		defer c.trackWG.Done()
-		for {
-			p, _, err := tr.ReadRTP()
-			if err != nil {
-				return
-			}
-			c.mu.Lock()
-			c.received = append(c.received, append([]byte(nil), p.Payload...))
-			c.mu.Unlock()
-		}
-	})
-	c.dc, err = pc.CreateDataChannel("oai-events", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.dc.OnOpen(func() { close(c.open) })
-	c.dc.OnMessage(func(m webrtc.DataChannelMessage) {
-		if !m.IsString {
-			t.Errorf("binary data channel message: %q", m.Data)
-		}
-		var ev map[string]any
-		if err := json.Unmarshal(m.Data, &ev); err != nil {
-			t.Errorf("data channel message is not JSON: %q", m.Data)
-			return
-		}
-		select {
-		case c.events <- ev:
-		default:
-			t.Error("event buffer full")
-		}
-	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	req, _ := http.NewRequest(http.MethodPost, httpBase+"/v1/realtime/calls", strings.NewReader(pc.LocalDescription().SDP))
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/sdp")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("POST /v1/realtime/calls: %d %s", resp.StatusCode, answer)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/sdp" {
-		t.Errorf("answer content type %q", ct)
-	}
-	c.location = resp.Header.Get("Location")
-	if !strings.HasPrefix(c.location, "/v1/realtime/calls/rtc_") {
-		t.Errorf("Location %q", c.location)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-c.open:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the data channel did not open")
-	}
-	return c
-}
-
-func (c *pionCaller) hangUp() {
-	_ = c.pc.Close()
-	c.trackWG.Wait()
-}
-
-// next returns the next event from the data channel.
-func (c *pionCaller) next(d time.Duration) map[string]any {
-	c.t.Helper()
-	select {
-	case ev := <-c.events:
-		if os.Getenv("PARLEY_TEST_TRACE") != "" {
-			c.t.Log(ev["type"])
-		}
-		return ev
-	case <-time.After(d):
-		c.t.Fatal("no event in time")
-		return nil
-	}
-}
-
-func (c *pionCaller) until(typ string, d time.Duration) []map[string]any {
-	c.t.Helper()
-	deadline := time.Now().Add(d)
-	var evs []map[string]any
-	for {
-		ev := c.next(time.Until(deadline))
-		evs = append(evs, ev)
-		if ev["type"] == "error" {
-			c.t.Fatalf("error event: %v", ev)
-		}
-		if ev["type"] == typ {
-			return evs
-		}
-	}
-}
-
-func (c *pionCaller) send(v any) {
-	c.t.Helper()
-	b, _ := json.Marshal(v)
-	if err := c.dc.SendText(string(b)); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// speak sends an Ogg Opus fixture on the microphone track in real time,
-// then a second of silence.
-func (c *pionCaller) speak(name string) {
-	c.t.Helper()
 	f, err := os.Open("../../testdata/audio/" + name + ".opus")
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer f.Close()
 	rd, err := media.NewOggOpusReader(f)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
-	enc, err := media.NewOpusEncoder(48000)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	silence, err := enc.Encode(make([]int16, 960), nil)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for n := 0; ; n++ {
-		pkt, err := rd.Next()
+	var packets [][]byte
+	for {
+		p, err := rd.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			c.t.Fatal(err)
+			t.Fatal(err)
 		}
-		<-tick.C
-		if err := c.mic.WriteSample(pmedia.Sample{Data: pkt, Duration: 20 * time.Millisecond}); err != nil {
-			c.t.Fatal(err)
-		}
+		packets = append(packets, append([]byte(nil), p...))
 	}
-	for i := 0; i < 60; i++ {
-		<-tick.C
-		if err := c.mic.WriteSample(pmedia.Sample{Data: silence, Duration: 20 * time.Millisecond}); err != nil {
-			c.t.Fatal(err)
-		}
+	enc, err := media.NewOpusEncoder(48000)
+	if err != nil {
+		t.Fatal(err)
 	}
+	silence, err := enc.Encode(make([]int16, 960), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < silenceMS/20; i++ {
+		packets = append(packets, silence)
+	}
+	return packets
 }
 
 // TestWebRTCCallOffline: a pion client calls the agent through the
-// offline engines: its spoken question comes back as a transcript, the
-// agent's answer as text on the data channel and as Opus on the track.
+// offline engines, as OpenAI's WebRTC guide has browsers do: its spoken
+// question comes back as a transcript, the agent's answer as text on the
+// data channel and as Opus on the track, and output_audio_buffer.clear
+// cuts the playback off.
 func TestWebRTCCallOffline(t *testing.T) {
 	dir := t.TempDir()
 	r := start(t, "../../configs/parley.yaml", "PARLEY_STORAGE_URL="+dir+"/p.db")
 	httpBase := "http" + strings.TrimPrefix(r.base, "ws")
-	key := mintKey(t, httpBase, `{"session":{"type":"realtime","model":"assistant"}}`)
-	c := dialCall(t, httpBase, key)
-
-	if ev := c.next(5 * time.Second); ev["type"] != "session.created" {
-		t.Fatalf("first event %v", ev)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	key, err := rtctest.Mint(ctx, httpBase, testAPIKey, `{"session":{"type":"realtime","model":"assistant"}}`)
+	if err != nil {
+		t.Fatal(err)
 	}
-	go c.speak("transcripts_kept")
-	evs := c.until("output_audio_buffer.stopped", 60*time.Second)
+	c, err := rtctest.Dial(ctx, httpBase, key, rtctest.Options{KeepAudio: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !strings.HasPrefix(c.Location, "/v1/realtime/calls/rtc_") {
+		t.Errorf("Location %q", c.Location)
+	}
+	ev, err := c.Next(5 * time.Second)
+	if err != nil || ev["type"] != "session.created" {
+		t.Fatalf("first event %v %v", ev, err)
+	}
+	convID := "conv_" + strings.TrimPrefix(ev["session"].(map[string]any)["id"].(string), "sess_")
+
+	t0 := time.Now()
+	spoke := make(chan error, 1)
+	go func() { spoke <- c.SendPackets(ctx, fixturePackets(t, "transcripts_kept", 1200), 20*time.Millisecond) }()
+	defer func() {
+		if err := <-spoke; err != nil {
+			t.Errorf("speaking: %v", err)
+		}
+	}()
+	evs, err := c.Until("response.done", 60*time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("response.done %v after the call started", time.Since(t0))
 	var transcript, answer string
 	seen := map[string]bool{}
 	for _, ev := range evs {
@@ -286,33 +122,94 @@ func TestWebRTCCallOffline(t *testing.T) {
 		t.Fatalf("transcript %q, answer %q", transcript, answer)
 	}
 
-	// The agent's audio: decodable Opus, about as long as what was said.
-	c.mu.Lock()
-	packets := c.received
-	c.mu.Unlock()
+	// The agent's audio plays out on the track in real time (the response
+	// is done once synthesized). Let a second of it arrive, then cut it
+	// off as a client does on barge-in: playback stops within a frame and
+	// the spoken item keeps only what was played.
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Packets() < 50 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d audio packets arrived", c.Packets())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := c.Send(map[string]any{"type": "output_audio_buffer.clear"}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err = c.Until("output_audio_buffer.cleared", 5*time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	atClear := c.Packets()
+	var truncated map[string]any
+	for _, ev := range evs {
+		if ev["type"] == "conversation.item.truncated" {
+			truncated = ev
+		}
+	}
+	if truncated == nil {
+		if evs, err = c.Until("conversation.item.truncated", 5*time.Second, false); err != nil {
+			t.Fatal(err)
+		}
+		truncated = evs[len(evs)-1]
+	}
+	if ms := truncated["audio_end_ms"].(float64); ms < 1000 || ms > 4000 {
+		t.Errorf("truncated at %v ms, want about the second or two played", ms)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := c.Packets(); n > atClear+3 {
+		t.Errorf("%d packets arrived after output_audio_buffer.cleared", n-atClear)
+	}
+
+	// The agent's audio is decodable Opus with speech in it.
 	dec, err := media.NewOpusDecoder(48000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var pcm []int16
-	for _, p := range packets {
+	for _, p := range c.Audio() {
 		if pcm, err = dec.Decode(p, pcm); err != nil {
 			t.Fatalf("undecodable packet: %v", err)
 		}
 	}
-	if len(packets) < 50 || media.DBFS(pcm) < -40 {
-		t.Fatalf("agent audio: %d packets, %.1f dBFS", len(packets), media.DBFS(pcm))
+	if media.DBFS(pcm) < -40 {
+		t.Fatalf("agent audio at %.1f dBFS", media.DBFS(pcm))
 	}
-	t.Logf("agent audio: %d packets (%.1f s), %.1f dBFS", len(packets), float64(len(packets))/50, media.DBFS(pcm))
+	t.Logf("agent audio: %d packets, %.1f dBFS", len(c.Audio()), media.DBFS(pcm))
+	if bad := c.BadEvents(); len(bad) > 0 {
+		t.Errorf("data channel messages that are not JSON text: %q", bad)
+	}
 
-	// Hanging up ends the call; the conversation is stored as a webrtc one.
-	c.hangUp()
-	deadline := time.Now().Add(15 * time.Second)
+	// Hanging up ends the call.
+	c.Close()
+	deadline = time.Now().Add(15 * time.Second)
 	for r.m.Gateway.ActiveSessions() > 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the call did not end after the client hung up")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	_ = context.Background()
+
+	// Stored: a webrtc conversation whose spoken answer keeps what was
+	// played.
+	for {
+		conv, err := r.m.Store.GetConversation(ctx, "default", convID)
+		if err == nil && !conv.EndedAt.IsZero() {
+			if conv.Channel != "webrtc" {
+				t.Errorf("channel %q", conv.Channel)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("conversation %s not stored and ended: %v", convID, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	turns, err := r.m.Store.ListTurns(ctx, "default", convID)
+	if err != nil || len(turns) != 2 { // question, answer (the greeting is not a turn)
+		t.Fatalf("turns %+v %v", turns, err)
+	}
+	if q, a := turns[0].Text, turns[1].Text; q != transcript || a == "" || len(a) >= len(answer) || !strings.HasPrefix(answer, a[:len(a)/2]) {
+		t.Errorf("stored question %q, answer %q (spoken in full: %q)", q, a, answer)
+	}
 }
