@@ -56,6 +56,7 @@ type testClient struct {
 	t      *testing.T
 	pc     *webrtc.PeerConnection
 	mic    *webrtc.TrackLocalStaticSample
+	mic2   *webrtc.TrackLocalStaticSample
 	dc     *webrtc.DataChannel
 	dcOpen chan struct{}
 	msgs   chan webrtc.DataChannelMessage
@@ -71,6 +72,8 @@ type testClient struct {
 type clientOptions struct {
 	blackhole bool // route the client's ICE through a socket the test can cut
 	otherDC   bool // also open a data channel with another label
+	tcpOnly   bool // ICE over TCP only (the client dials the edge's passive candidate)
+	secondMic bool // a second audio track (a second audio m-line)
 }
 
 func newTestClient(t *testing.T, o clientOptions) *testClient {
@@ -81,6 +84,9 @@ func newTestClient(t *testing.T, o clientOptions) *testClient {
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if o.tcpOnly {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 300*time.Millisecond)
 	if o.blackhole {
@@ -114,6 +120,16 @@ func newTestClient(t *testing.T, o clientOptions) *testClient {
 	sender, err := pc.AddTrack(c.mic)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.secondMic {
+		c.mic2, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2},
+			"mic2", "browser")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pc.AddTrack(c.mic2); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c.wg.Add(1)
 	go func() { // the client's RTCP, as a browser reads it
@@ -564,6 +580,87 @@ func checkSpurt(t *testing.T, pkts []rtpIn, from, to int) {
 			}
 		}
 	}
+}
+
+// TestICETCP: a client that cannot use UDP reaches the edge's ICE-TCP
+// listener; audio and events flow.
+func TestICETCP(t *testing.T) {
+	e := newTestEdge(t, func(c *Config) { c.TCPAddr = "127.0.0.1:0" })
+	cn := connect(t, e, clientOptions{tcpOnly: true}, CallOptions{})
+	pair, err := cn.client.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local.Protocol != webrtc.ICEProtocolTCP {
+		t.Fatalf("selected pair %v, %v: want TCP", pair, err)
+	}
+	for _, p := range tone(t, 5) {
+		cn.call.Play("t", p)
+	}
+	waitFor(t, "5 packets over TCP", 3*time.Second, func() bool { return len(cn.client.received()) == 5 })
+	if err := cn.call.Events().WriteText([]byte("over tcp")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-cn.client.msgs:
+		if string(m.Data) != "over tcp" {
+			t.Fatalf("client got %q", m.Data)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("client got nothing")
+	}
+	cn.close(t)
+	if err := e.Close(); err != nil {
+		t.Error(err)
+	}
+	goleak.VerifyNone(t)
+}
+
+// TestSecondAudioTrack: the first inbound audio track is decoded, a
+// second one is read and discarded.
+func TestSecondAudioTrack(t *testing.T) {
+	e := newTestEdge(t, nil)
+	cn := connect(t, e, clientOptions{secondMic: true}, CallOptions{})
+	first := tone(t, 25)
+	enc, err := media.NewOpusEncoder(48000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcm := make([]int16, 960)
+	for i := range pcm {
+		pcm[i] = int16(8000 * math.Sin(2*math.Pi*2000*float64(i)/48000))
+	}
+	other, err := enc.Encode(pcm, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(track *webrtc.TrackLocalStaticSample, p []byte) {
+		if err := track.WriteSample(pionmedia.Sample{Data: p, Duration: FrameDuration}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(cn.client.mic, first[0]) // the first track to arrive is the one decoded
+	waitFor(t, "the first track", 3*time.Second, func() bool { n, _, _ := cn.audio.stats(); return n > 0 })
+	ticker := time.NewTicker(FrameDuration)
+	for _, p := range first[1:] {
+		<-ticker.C
+		write(cn.client.mic, p)
+		write(cn.client.mic2, other)
+	}
+	ticker.Stop()
+	waitFor(t, "the second track's reader", 3*time.Second, func() bool {
+		cn.call.mu.Lock()
+		defer cn.call.mu.Unlock()
+		return cn.call.tracks == 2
+	})
+	time.Sleep(150 * time.Millisecond)
+	n, _, crossings := cn.audio.stats()
+	zc := float64(crossings) / (float64(n) / DecodeRate)
+	if n != 25*320 || zc < 800 || zc > 960 {
+		t.Errorf("decoded %d samples at %.0f zero crossings/s, want 8000 of the 440 Hz track", n, zc)
+	}
+	cn.close(t)
+	if err := e.Close(); err != nil {
+		t.Error(err)
+	}
+	goleak.VerifyNone(t)
 }
 
 func TestConnectTimeout(t *testing.T) {

@@ -183,7 +183,7 @@ func NewEdge(cfg Config) (*Edge, error) {
 			AsCandidateType: webrtc.ICECandidateTypeHost,
 			Mode:            webrtc.ICEAddressRewriteReplace,
 		}); err != nil {
-			e.closeMuxes()
+			_ = e.closeMuxes()
 			return nil, fmt.Errorf("rtc: NAT1To1IPs: %w", err)
 		}
 	}
@@ -194,7 +194,7 @@ func NewEdge(cfg Config) (*Edge, error) {
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: opusCapability, PayloadType: 111},
 		webrtc.RTPCodecTypeAudio); err != nil {
-		e.closeMuxes()
+		_ = e.closeMuxes()
 		return nil, fmt.Errorf("rtc: register opus: %w", err)
 	}
 	build := func(_ *webrtc.MediaEngine, lf pionLoggerFactory) (*interceptor.Registry, error) {
@@ -205,7 +205,7 @@ func NewEdge(cfg Config) (*Edge, error) {
 	}
 	ir, err := build(me, lf)
 	if err != nil {
-		e.closeMuxes()
+		_ = e.closeMuxes()
 		return nil, err
 	}
 	e.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir))

@@ -77,7 +77,9 @@ type tagStat struct {
 // player paces outbound Opus packets onto the call's track. Its goroutine
 // exists only while something is queued: Play starts it, it exits at the
 // first tick that finds the queue empty. It waits for the call to be
-// connected before writing (pion drops writes before DTLS-SRTP is up).
+// connected before writing: pion drops writes before DTLS is up, and once
+// DTLS is connected (which the connected state implies) the first write
+// starts SRTP itself (srtpWriterFuture -> wantSRTP), so nothing is lost.
 type player struct {
 	w         rtpWriter
 	onEvent   func(PlaybackEvent)
