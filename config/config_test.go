@@ -96,6 +96,17 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"env bad duration", minimal, []string{"PARLEY_SHUTDOWN_DRAIN_TIMEOUT=5"}, "PARLEY_SHUTDOWN_DRAIN_TIMEOUT"},
 		{"env short key", minimal, []string{"PARLEY_API_KEY=short"}, "auth.api_key"},
 		{"not yaml", "agents: [", nil, "yaml"},
+		{"ephemeral ttl", "auth:\n  ephemeral_key_ttl: 3h\n" + minimal, nil, "auth.ephemeral_key_ttl"},
+		{"webrtc udp", "webrtc:\n  udp_address: nowhere\n" + minimal, nil, "webrtc.udp_address"},
+		{"webrtc tcp port", "webrtc:\n  tcp_address: ':70000'\n" + minimal, nil, "webrtc.tcp_address"},
+		{"webrtc nat ip", "webrtc:\n  nat_1to1_ips: [example.com]\n" + minimal, nil, "webrtc.nat_1to1_ips[0]"},
+		{"webrtc ice url", "webrtc:\n  ice_servers:\n    - urls: ['http://stun.example.com']\n" + minimal, nil, "webrtc.ice_servers[0].urls[0]"},
+		{"webrtc ice no urls", "webrtc:\n  ice_servers:\n    - username: u\n" + minimal, nil, "webrtc.ice_servers[0].urls"},
+		{"webrtc turn credentials", "webrtc:\n  ice_servers:\n    - urls: ['turn:t.example.com:3478']\n" + minimal, nil, "webrtc.ice_servers[0]: a TURN server needs"},
+		{"webrtc ice unknown key", "webrtc:\n  ice_servers:\n    - url: x\n" + minimal, nil, `unknown key "url" in webrtc.ice_servers[]`},
+		{"webrtc connect timeout", "webrtc:\n  connect_timeout: 500ms\n" + minimal, nil, "webrtc.connect_timeout"},
+		{"webrtc per key", "webrtc:\n  max_calls: 5\n  max_calls_per_key: 6\n" + minimal, nil, "webrtc.max_calls_per_key"},
+		{"env bad bool", minimal, []string{"PARLEY_WEBRTC_INCLUDE_LOOPBACK=sometimes"}, "PARLEY_WEBRTC_INCLUDE_LOOPBACK (webrtc.include_loopback): invalid boolean"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -132,5 +143,27 @@ func TestEnvOverrides(t *testing.T) {
 	}
 	if cfg.Agents[0].KnowledgeDir != filepath.Join(dir, "kn") || cfg.Agents[0].TopK != 4 || cfg.Agents[0].Name != "a1" {
 		t.Fatalf("agent %+v", cfg.Agents[0])
+	}
+}
+
+func TestWebRTCFromEnv(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "kn"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := writeFile(t, dir, "c.yaml", minimal)
+	cfg, _, err := Load(p, []string{"PARLEY_WEBRTC_INCLUDE_LOOPBACK=true", "PARLEY_WEBRTC_NAT_1TO1_IPS=203.0.113.7, 198.51.100.2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := cfg.WebRTC
+	if !w.Enabled() || w.UDPAddress != ":7882" || !w.IncludeLoopback || len(w.NAT1To1IPs) != 2 || w.NAT1To1IPs[1] != "198.51.100.2" ||
+		w.ConnectTimeout != 15*time.Second || cfg.Auth.EphemeralKeyTTL != 10*time.Minute {
+		t.Fatalf("webrtc %+v", w)
+	}
+	// An empty UDP address turns WebRTC off (and its other keys are not checked).
+	cfg, _, err = Load(p, []string{"PARLEY_WEBRTC_UDP_ADDRESS=", "PARLEY_WEBRTC_MAX_CALLS=0"})
+	if err != nil || cfg.WebRTC.Enabled() {
+		t.Fatalf("disabled: %v %+v", err, cfg.WebRTC)
 	}
 }
