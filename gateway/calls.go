@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -27,12 +28,13 @@ import (
 // callAnswerTimeout bounds building the answer (ICE gathering included).
 const callAnswerTimeout = 10 * time.Second
 
-// dcMaxMessage is the largest client event a data channel delivers whole;
-// dcMaxBuffered is how much the SCTP association may hold unsent before the
-// client counts as too slow.
+// DataChannelMaxMessage is the data-channel message size parleyd's edge
+// announces (rtc.Config.MaxMessageSize): the largest client event a call
+// sends. dcMaxBuffered is how much the SCTP association may hold unsent
+// before the client counts as too slow.
 const (
-	dcMaxMessage  = 64 << 10
-	dcMaxBuffered = 4 << 20
+	DataChannelMaxMessage = 64 << 10
+	dcMaxBuffered         = 4 << 20
 )
 
 // call is a live WebRTC call.
@@ -40,7 +42,9 @@ type call struct {
 	id        string
 	sess      *session
 	rc        *rtc.Call
+	dc        *dcConn
 	principal Principal
+	hungUp    atomic.Bool
 }
 
 // createCall answers POST /v1/realtime/calls: an SDP offer as
@@ -94,7 +98,7 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 
-	dc := &dcConn{hasChannel: strings.Contains(offer, "m=application")}
+	dc := &dcConn{hasChannel: strings.Contains(offer, "m=application"), maxMessage: s.opts.RTC.MaxMessageSize()}
 	sess := newSession(s, dc, a, g.principal, "webrtc")
 	sess.callAudio = make(chan callChunk, callAudioQueue)
 	sess.playback = make(chan playbackMsg, 64)
@@ -129,7 +133,7 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 	}
 	dc.rc, dc.ec = rc, rc.Events()
 	sess.call = rc
-	c := &call{id: "rtc_" + sess.ids.stem, sess: sess, rc: rc, principal: g.principal}
+	c := &call{id: "rtc_" + sess.ids.stem, sess: sess, rc: rc, dc: dc, principal: g.principal}
 
 	s.mu.Lock()
 	s.calls[c.id] = c
@@ -157,9 +161,12 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 // endCall runs when a call's session has ended.
 func (s *Server) endCall(c *call) {
 	_ = c.rc.Close()
-	reason := c.rc.Reason()
-	if reason == "" {
-		reason = "session"
+	reason := c.rc.Reason() // connect_timeout, disconnected, failed, closed (by the peer)
+	switch {
+	case c.hungUp.Load():
+		reason = "hangup"
+	case c.dc.endedBySession.Load():
+		reason = "session" // idle, max duration, drain, a slow client
 	}
 	s.metrics.callsEnded.WithLabelValues(reason).Inc()
 	s.metrics.callsActive.Dec()
@@ -300,6 +307,7 @@ func (s *Server) hangupCall(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "call_not_found", "no live call with that id")
 		return
 	}
+	c.hungUp.Store(true)
 	_ = c.rc.Close() // the session sees its data channel end and wraps up
 	w.WriteHeader(http.StatusOK)
 }
@@ -401,9 +409,13 @@ func (s *Server) originAllowed(origin, host string) bool {
 // gets its events discarded (the call is audio only).
 type dcConn struct {
 	hasChannel bool
+	maxMessage int
 	rc         *rtc.Call
 	ec         *rtc.EventChannel
 	buf        []byte
+	// endedBySession is set when the session closed a call that was still
+	// up (its end reason is the session's, not the network's).
+	endedBySession atomic.Bool
 }
 
 var errCallEnded = errors.New("the call ended")
@@ -429,7 +441,7 @@ func (d *dcConn) read(buf []byte) ([]byte, bool, error) {
 		return buf, false, err
 	}
 	if d.buf == nil {
-		d.buf = make([]byte, dcMaxMessage)
+		d.buf = make([]byte, d.maxMessage)
 	}
 	n, text, err := d.ec.Read(d.buf)
 	if errors.Is(err, rtc.ErrMessageTooLarge) {
@@ -457,5 +469,13 @@ func (d *dcConn) write(ctx context.Context, b []byte) error {
 func (d *dcConn) cork()                                    {}
 func (d *dcConn) uncork(time.Duration) error               { return nil }
 func (d *dcConn) corked() bool                             { return false }
-func (d *dcConn) close(websocket.StatusCode, string) error { return d.rc.Close() }
-func (d *dcConn) closeNow() error                          { return d.rc.Close() }
+func (d *dcConn) close(websocket.StatusCode, string) error { return d.closeNow() }
+
+func (d *dcConn) closeNow() error {
+	select {
+	case <-d.rc.Done():
+	default:
+		d.endedBySession.Store(true)
+	}
+	return d.rc.Close()
+}

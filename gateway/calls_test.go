@@ -13,6 +13,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
 	"parley/media"
@@ -483,6 +485,9 @@ func TestCallConnectTimeout(t *testing.T) {
 		t.Fatalf("%d sessions", h.gw.ActiveSessions())
 	}
 	waitNoSessions(t, h.gw)
+	if n := counterValue(h.gw.metrics.callsEnded.WithLabelValues("connect_timeout")); n != 1 {
+		t.Errorf("calls ended by connect timeout: %v", n)
+	}
 }
 
 func TestCallSideband(t *testing.T) {
@@ -534,4 +539,13 @@ func TestCallSideband(t *testing.T) {
 		}
 	}
 	waitNoSessions(t, h.gw)
+	if n := counterValue(h.gw.metrics.callsEnded.WithLabelValues("hangup")); n != 1 {
+		t.Errorf("calls ended by hangup: %v", n)
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
 }

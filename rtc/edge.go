@@ -319,6 +319,11 @@ func (e *Edge) certificate() (webrtc.Certificate, error) {
 	return e.cert, nil
 }
 
+// MaxMessageSize is the largest data-channel message the answers announce
+// (Config.MaxMessageSize): a reader's buffer of this size takes any
+// message a compliant browser sends.
+func (e *Edge) MaxMessageSize() int { return e.maxMessage }
+
 // UDPAddr returns the bound UDP address (the port chosen for ":0").
 func (e *Edge) UDPAddr() *net.UDPAddr {
 	a, _ := e.udpConn.LocalAddr().(*net.UDPAddr)

@@ -142,7 +142,8 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 		}
 		edge, err := rtc.NewEdge(rtc.Config{
 			UDPAddr: w.UDPAddress, TCPAddr: w.TCPAddress, NAT1To1IPs: w.NAT1To1IPs, ICEServers: servers,
-			IncludeLoopback: w.IncludeLoopback, Logger: m.Log.With().Str("component", "webrtc").Logger(),
+			IncludeLoopback: w.IncludeLoopback, MaxMessageSize: gateway.DataChannelMaxMessage,
+			Logger: m.Log.With().Str("component", "webrtc").Logger(),
 		})
 		if err != nil {
 			return fmt.Errorf("webrtc: %w", err)
