@@ -25,10 +25,11 @@ lint: deps
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-# Run each fuzz target for FUZZTIME (default 30s).
+# Run each fuzz target (realtime events, SDP offers) for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./realtime
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckOffer$$' -fuzztime $(FUZZTIME) ./rtc
 
 # Regenerate the spoken fixtures in testdata/audio (espeak-ng, sox, opusenc).
 testdata: deps

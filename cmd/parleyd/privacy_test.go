@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"io/fs"
 	"os"
@@ -11,10 +12,12 @@ import (
 	"time"
 
 	"parley/media"
+	"parley/rtc/rtctest"
 )
 
 // TestVoiceWritesNoAudio runs a voice session (audio in, spoken answer out)
-// with the working, temp and data directories under watch: afterwards no
+// and then a WebRTC call with the working, temp and data directories under
+// watch: afterwards no
 // file holds any of the audio sent or received (the database holds only
 // text and metadata), and no log line holds the transcript or the answer.
 func TestVoiceWritesNoAudio(t *testing.T) {
@@ -24,6 +27,7 @@ func TestVoiceWritesNoAudio(t *testing.T) {
 		t.Fatal(err)
 	}
 	fixture := fixturePCM(t, "add_documents")
+	spoken := fixturePackets(t, "add_documents", 1200)
 	t.Chdir(work)
 	t.Setenv("TMPDIR", tmp)
 
@@ -50,6 +54,45 @@ func TestVoiceWritesNoAudio(t *testing.T) {
 	if transcript == "" || answer == "" || len(sent) < 48000 {
 		t.Fatalf("voice turn incomplete: %q %q %d bytes", transcript, answer, len(sent))
 	}
+
+	// The same over a WebRTC call: Opus in on the track, Opus out.
+	httpBase := "http" + strings.TrimPrefix(r.base, "ws")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	key, err := rtctest.Mint(ctx, httpBase, testAPIKey, `{"session":{"model":"assistant"}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call, err := rtctest.Dial(ctx, httpBase, key, rtctest.Options{KeepAudio: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer call.Close()
+	if err := call.SendPackets(ctx, spoken, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	var callTranscript, callAnswer string
+	evs, err := call.Until("response.done", 30*time.Second, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		switch ev["type"] {
+		case "conversation.item.input_audio_transcription.completed":
+			callTranscript = ev["transcript"].(string)
+		case "response.output_audio_transcript.done":
+			callAnswer = ev["transcript"].(string)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); call.Packets() < 25 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	heard := call.Audio()
+	if callTranscript == "" || callAnswer == "" || len(heard) < 25 {
+		t.Fatalf("call turn incomplete: %q %q %d packets", callTranscript, callAnswer, len(heard))
+	}
+	call.Close()
+
 	time.Sleep(100 * time.Millisecond)
 	if code := r.stop(t); code != 0 {
 		t.Fatalf("exit %d", code)
@@ -70,6 +113,20 @@ func TestVoiceWritesNoAudio(t *testing.T) {
 		}
 		if n < 3 {
 			t.Fatalf("found only %d loud probe windows", n)
+		}
+	}
+	// The call's Opus packets, as sent and as received (their first 32
+	// bytes; packets of speech are larger).
+	for _, src := range [][][]byte{spoken[len(spoken)/4 : len(spoken)/2], heard[len(heard)/2:]} {
+		n := 0
+		for _, p := range src {
+			if len(p) >= 48 && n < 5 {
+				probes = append(probes, p[:32])
+				n++
+			}
+		}
+		if n < 3 {
+			t.Fatalf("found only %d Opus probe packets", n)
 		}
 	}
 	for _, dir := range []string{work, tmp, data} {
@@ -96,7 +153,7 @@ func TestVoiceWritesNoAudio(t *testing.T) {
 		}
 	}
 	logs := r.stderr.String()
-	for _, secret := range []string{transcript, answer, base64.StdEncoding.EncodeToString(in[len(in)/2 : len(in)/2+48])} {
+	for _, secret := range []string{transcript, answer, callTranscript, callAnswer, base64.StdEncoding.EncodeToString(in[len(in)/2 : len(in)/2+48])} {
 		if len(secret) > 8 && strings.Contains(logs, secret) {
 			t.Errorf("the logs hold conversation content %q", secret[:min(len(secret), 40)])
 		}

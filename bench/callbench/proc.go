@@ -1,0 +1,379 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// child is a gateway process started by the harness.
+type child struct {
+	name  string // for logs: which transport it serves
+	addr  string // host:port of its HTTP listener
+	pid   int
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	dir   string        // temp dir (SQLite), removed by the child and again on stop
+	done  chan struct{} // closed when the process has exited
+	err   error         // Wait's result, valid after done
+	once  sync.Once
+}
+
+// startChild re-executes this binary as a gateway child and waits for the
+// address it listens on. speak is the audio length of the agent's answer.
+func startChild(ctx context.Context, cfg *Config, name string, speak time.Duration, logw io.Writer) (*child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	c := &child{name: name, done: make(chan struct{})}
+	if c.dir, err = os.MkdirTemp("", "callbench-*"); err != nil {
+		return nil, err
+	}
+	c.cmd = exec.Command(exe, "-serve", "-dir", c.dir, "-tts-chunk", cfg.TTSChunk.String(),
+		"-tts-lead", cfg.TTSLead.String(), "-speak", speak.String())
+	// The child exits when its stdin reaches EOF, which also happens when
+	// the harness dies; Pdeathsig makes the kernel send SIGTERM then as
+	// well. stop escalates to SIGKILL.
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
+	c.cmd.Env = append(os.Environ(), "GOTRACEBACK=all", "GORACE="+gorace)
+	lines := &firstLine{ch: make(chan string, 1)}
+	c.cmd.Stdout = lines
+	c.cmd.Stderr = &prefixWriter{w: logw, prefix: "[" + name + " child] "}
+	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+		c.removeDir()
+		return nil, err
+	}
+	if err := c.cmd.Start(); err != nil {
+		c.removeDir()
+		return nil, fmt.Errorf("starting the %s child: %w", name, err)
+	}
+	c.pid = c.cmd.Process.Pid
+	registerChild(c)
+	go func() {
+		c.err = c.cmd.Wait()
+		close(c.done)
+	}()
+	timer := time.NewTimer(30 * time.Second)
+	defer timer.Stop()
+	select {
+	case line := <-lines.ch:
+		addr, ok := strings.CutPrefix(line, "ADDR ")
+		if !ok {
+			c.stop()
+			return nil, fmt.Errorf("%s child printed %q, want ADDR host:port", name, line)
+		}
+		c.addr = addr
+		return c, nil
+	case <-c.done:
+		c.stop()
+		return nil, fmt.Errorf("%s child exited before listening: %v", name, c.err)
+	case <-timer.C:
+		c.stop()
+		return nil, fmt.Errorf("%s child did not listen within 30s", name)
+	case <-ctx.Done():
+		c.stop()
+		return nil, ctx.Err()
+	}
+}
+
+var (
+	childrenMu sync.Mutex
+	children   []*child
+)
+
+func registerChild(c *child) {
+	childrenMu.Lock()
+	defer childrenMu.Unlock()
+	children = append(children, c)
+}
+
+// runningChildren returns the pids of started children that have not exited.
+func runningChildren() []int {
+	childrenMu.Lock()
+	defer childrenMu.Unlock()
+	var pids []int
+	for _, c := range children {
+		select {
+		case <-c.done:
+		default:
+			pids = append(pids, c.pid)
+		}
+	}
+	return pids
+}
+
+// alive reports an error if the child has exited.
+func (c *child) alive() error {
+	select {
+	case <-c.done:
+		return fmt.Errorf("%s child exited unexpectedly: %v", c.name, c.err)
+	default:
+		return nil
+	}
+}
+
+// stop ends the child: stdin EOF asks it to exit, SIGKILL follows after 5s.
+// It is idempotent and always waits for the process to be gone.
+func (c *child) stop() {
+	c.once.Do(func() {
+		_ = c.stdin.Close()
+		t := time.NewTimer(5 * time.Second)
+		select {
+		case <-c.done:
+		case <-t.C:
+			_ = c.cmd.Process.Kill()
+			<-c.done
+		}
+		t.Stop()
+		c.removeDir()
+	})
+}
+
+func (c *child) removeDir() {
+	if c.dir != "" {
+		_ = os.RemoveAll(c.dir)
+	}
+}
+
+func (c *child) base() string { return "http://" + c.addr }
+
+var ctlClient = &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}}
+
+func (c *child) get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base()+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := ctlClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(b[:min(len(b), 200)]))
+	}
+	return b, err
+}
+
+// stats asks the child for its runtime figures (after two GCs when gc).
+func (c *child) stats(ctx context.Context, gc bool) (ChildStats, error) {
+	var s ChildStats
+	q := ""
+	if gc {
+		q = "?gc=1"
+	}
+	b, err := c.get(ctx, "/debug/bench"+q)
+	if err != nil {
+		return s, err
+	}
+	err = json.Unmarshal(b, &s)
+	return s, err
+}
+
+// saveProfile fetches a pprof profile from the child into file.
+func (c *child) saveProfile(ctx context.Context, path, file string) error {
+	b, err := c.get(ctx, path)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o644)
+}
+
+// waitSessions polls until the child reports want live sessions or limit
+// passes; it returns the last count.
+func (c *child) waitSessions(ctx context.Context, want int, limit time.Duration) (int, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		s, err := c.stats(ctx, false)
+		if err != nil {
+			return 0, err
+		}
+		if s.Sessions == want || time.Now().After(deadline) {
+			return s.Sessions, nil
+		}
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			return s.Sessions, ctx.Err()
+		}
+	}
+}
+
+// cpu returns the child's CPU time so far: utime + stime of
+// /proc/PID/stat (clock ticks of 10 ms).
+func (c *child) cpu() (time.Duration, error) { return procCPU(c.pid) }
+
+// rss returns the child's VmRSS in bytes (/proc/PID/status).
+func (c *child) rss() (uint64, error) { return procStatusKB(c.pid, "VmRSS:") }
+
+const clkTck = 100 // USER_HZ on Linux
+
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces and parentheses: the fields start
+	// after the last ')'. Then: state(3) ... utime(14) stime(15).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	return time.Duration(ut+st) * time.Second / clkTck, nil
+}
+
+func procStatusKB(pid int, field string) (uint64, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n << 10, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
+}
+
+// selfCPU returns the harness's own CPU time (the clients).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineBusy returns the busy CPU time of the whole machine (user, nice,
+// system, steal of /proc/stat; interrupt time is left out: the kernel
+// charges loopback softirq work there), 0 when unavailable.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var busy uint64
+	for i, v := range f[1:] {
+		if i >= 3 && i <= 6 || i >= 8 {
+			continue
+		}
+		n, _ := strconv.ParseUint(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / clkTck
+}
+
+// raiseNofile lifts the RLIMIT_NOFILE soft limit to the hard limit (Go
+// does so itself at start-up; kept so a change there does not silently cap
+// the run).
+func raiseNofile() (soft, hard uint64) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, 0
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	return lim.Cur, lim.Max
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// firstLine captures the first line written to it and discards the rest.
+type firstLine struct {
+	mu   sync.Mutex
+	buf  []byte
+	sent bool
+	ch   chan string
+}
+
+func (f *firstLine) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sent {
+		return len(p), nil
+	}
+	f.buf = append(f.buf, p...)
+	if i := bytes.IndexByte(f.buf, '\n'); i >= 0 {
+		f.sent = true
+		f.ch <- strings.TrimSpace(string(f.buf[:i]))
+		f.buf = nil
+	}
+	return len(p), nil
+}
+
+// prefixWriter prefixes each line written through it.
+type prefixWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+	mid    bool
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(b)
+	for len(b) > 0 {
+		if !p.mid {
+			if _, err := io.WriteString(p.w, p.prefix); err != nil {
+				return 0, err
+			}
+		}
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			p.mid = true
+			_, err := p.w.Write(b)
+			return n, err
+		}
+		p.mid = false
+		if _, err := p.w.Write(b[:i+1]); err != nil {
+			return 0, err
+		}
+		b = b[i+1:]
+	}
+	return n, nil
+}
