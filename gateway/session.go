@@ -268,6 +268,7 @@ func (s *session) run() (websocket.StatusCode, string) {
 		case m := <-s.audioCh:
 			s.onAudio(m)
 		case c := <-s.callAudio:
+			idle.Reset(opts.IdleTimeout) // a live microphone is activity
 			s.onCallAudio(c)
 		case m := <-s.playback:
 			s.onPlayback(m)
