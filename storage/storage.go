@@ -123,6 +123,10 @@ type Latency struct {
 
 // APIKey is a stored secret key. Only a hash of the key is kept; Prefix is
 // the non-secret start used to find the row.
+//
+// It is the view of the keys the gateway had before tenancy: an APIKey is a
+// Key (see accounts.go) of kind KeySecret with OwnerKeyScopes, and every
+// key the Accounts interface creates is in the same table.
 type APIKey struct {
 	ID         string
 	TenantID   string
@@ -215,17 +219,27 @@ type Store interface {
 
 	// DeleteExpired deletes at most limit expired rows (turns first, then
 	// conversations whose own expiry passed, with their remaining turns,
-	// then ephemeral keys, used or not) and returns how many rows it
-	// deleted. Rows with expires_at > now are never touched, except the
-	// turns of an expired conversation: a turn cannot outlive its
-	// conversation, and those cascaded turns are not counted. Several nodes
-	// may call it at once without double work.
+	// then ephemeral keys, used or not; then, on a Backend, user sessions,
+	// invitations, accepted or not, idempotency records, API calls and
+	// audit entries) and returns how many rows it deleted. Rows with
+	// expires_at > now are never touched, except the turns of an expired
+	// conversation: a turn cannot outlive its conversation, and those
+	// cascaded turns are not counted. Several nodes may call it at once
+	// without double work.
 	DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error)
 
+	// CreateAPIKey inserts k as an owner key (a secret Key with
+	// OwnerKeyScopes). ErrConflict if k.ID or k.Prefix is taken: prefixes
+	// are unique among all keys.
 	CreateAPIKey(ctx context.Context, k *APIKey) error
 	// APIKeysByPrefix returns the keys whose Prefix matches, of any
-	// tenant (it is the authentication lookup), oldest first.
+	// tenant (it is the authentication lookup), oldest first. On a
+	// Backend it returns only the keys the realtime API may accept: not
+	// revoked, secret, with ScopeRealtime, of a tenant that is not
+	// disabled.
 	APIKeysByPrefix(ctx context.Context, prefix string) ([]APIKey, error)
+	// CountAPIKeys counts a tenant's keys; on a Backend, its secret keys
+	// that are not revoked.
 	CountAPIKeys(ctx context.Context, tenantID string) (int, error)
 	// TouchAPIKey records a use of the key; LastUsedAt never moves back.
 	// ErrNotFound if there is no such key.
@@ -240,7 +254,8 @@ type Store interface {
 	// Hash in constant time (crypto/subtle) and marks it used at at,
 	// atomically: of concurrent consumers of one key exactly one succeeds,
 	// on any number of nodes. The checks, in order: ErrNotFound when no key
-	// has that prefix and hash; ErrExpired when ExpiresAt <= at (the key is
+	// has that prefix and hash (or, on a Backend, its tenant is disabled);
+	// ErrExpired when ExpiresAt <= at (the key is
 	// not marked); ErrUsed when it was consumed before. On success it
 	// returns the key with UsedAt set (to at, at millisecond precision in
 	// UTC). ErrInvalid when at is zero.

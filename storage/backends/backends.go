@@ -1,4 +1,4 @@
-// Package backends opens the storage.Store that a database URL names. It
+// Package backends opens the storage.Backend that a database URL names. It
 // lives apart from package storage so that code needing only the
 // interfaces does not link both database drivers.
 package backends
@@ -13,7 +13,8 @@ import (
 	"parley/storage/sqlite"
 )
 
-// Open opens the store url names:
+// Open opens the store url names, a storage.Backend (a storage.Store
+// and storage.Accounts on one database):
 //
 //	postgres://... or postgresql://...   PostgreSQL (the URL goes to pgx as is)
 //	sqlite:PATH or file:PATH             SQLite file at PATH ("sqlite:///abs" and
@@ -21,13 +22,13 @@ import (
 //	PATH                                 SQLite file at PATH, e.g. ./data/parley.db
 //
 // Any other scheme is an error that names it.
-func Open(ctx context.Context, url string) (storage.Store, error) {
+func Open(ctx context.Context, url string) (storage.Backend, error) {
 	kind, target, err := parse(url)
 	if err != nil {
 		return nil, err
 	}
 	// Return the interface only on success: a nil *Store in a
-	// storage.Store would not compare equal to nil.
+	// storage.Backend would not compare equal to nil.
 	switch kind {
 	case kindPostgres:
 		s, err := postgres.Open(ctx, target)

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"parley/storage"
 	"parley/storage/internal/pgtest"
 	"parley/storage/postgres"
 	"parley/storage/sqlite"
@@ -76,6 +77,7 @@ func TestOpenSQLite(t *testing.T) {
 		if err := s.Ping(t.Context()); err != nil {
 			t.Errorf("Ping: %v", err)
 		}
+		checkAccounts(t, s)
 		if err := s.Close(); err != nil {
 			t.Error(err)
 		}
@@ -107,5 +109,16 @@ func TestOpenPostgres(t *testing.T) {
 	}
 	if err := s.Ping(t.Context()); err != nil {
 		t.Errorf("Ping: %v", err)
+	}
+	checkAccounts(t, s)
+}
+
+// checkAccounts checks that the opened Backend has the accounts schema:
+// the default tenant exists.
+func checkAccounts(t *testing.T, s storage.Backend) {
+	t.Helper()
+	tn, err := s.GetTenant(t.Context(), storage.DefaultTenant)
+	if err != nil || !tn.Active() {
+		t.Errorf("GetTenant(default) = %+v, %v; want the active default tenant", tn, err)
 	}
 }

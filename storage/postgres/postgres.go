@@ -26,7 +26,8 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// Store is a storage.Store kept in PostgreSQL.
+// Store is a storage.Backend (conversations and accounts) kept in
+// PostgreSQL.
 type Store struct {
 	pool *pgxpool.Pool
 }
@@ -349,6 +350,30 @@ func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) 
 	return turns, nil
 }
 
+// expiring lists the DELETE of each table DeleteExpired sweeps, in order:
+// each claims the oldest expired rows, at most the number given, with FOR
+// UPDATE SKIP LOCKED. Deleting a conversation deletes its remaining turns
+// (ON DELETE CASCADE), which PostgreSQL does not count in the command tag.
+var expiring = func() []string {
+	var qs []string
+	for _, t := range []struct{ table, key string }{
+		{"turns", "conversation_id, id"},
+		{"conversations", "id"},
+		{"ephemeral_keys", "id"},
+		{"user_sessions", "id"},
+		{"invitations", "id"},
+		{"idempotency_records", "tenant_id, idem_key"},
+		{"api_calls", "id"},
+		{"audit_log", "id"},
+	} {
+		qs = append(qs, `DELETE FROM `+t.table+` WHERE (`+t.key+`) IN (
+			SELECT `+t.key+` FROM `+t.table+`
+			WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
+			FOR UPDATE SKIP LOCKED)`)
+	}
+	return qs
+}()
+
 // DeleteExpired implements storage.Store. Each DELETE claims its batch with
 // FOR UPDATE SKIP LOCKED, so nodes sweeping at the same moment take
 // different rows instead of waiting for (or double counting) each other.
@@ -357,41 +382,22 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (in
 		return 0, err
 	}
 	cutoff := ts(now)
-	tag, err := s.pool.Exec(ctx, `DELETE FROM turns WHERE (conversation_id, id) IN (
-		SELECT conversation_id, id FROM turns
-		WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
-		FOR UPDATE SKIP LOCKED)`, cutoff, limit)
-	if err != nil {
-		return 0, err
+	deleted := 0
+	for _, q := range expiring {
+		tag, err := s.pool.Exec(ctx, q, cutoff, limit-deleted)
+		if err != nil {
+			return deleted, err
+		}
+		deleted += int(tag.RowsAffected())
+		if deleted >= limit {
+			break
+		}
 	}
-	deleted := int(tag.RowsAffected())
-	if deleted >= limit {
-		return deleted, nil
-	}
-	// ON DELETE CASCADE removes the remaining turns of each conversation;
-	// PostgreSQL does not count those in the command tag.
-	tag, err = s.pool.Exec(ctx, `DELETE FROM conversations WHERE id IN (
-		SELECT id FROM conversations
-		WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
-		FOR UPDATE SKIP LOCKED)`, cutoff, limit-deleted)
-	if err != nil {
-		return deleted, err
-	}
-	deleted += int(tag.RowsAffected())
-	if deleted >= limit {
-		return deleted, nil
-	}
-	tag, err = s.pool.Exec(ctx, `DELETE FROM ephemeral_keys WHERE id IN (
-		SELECT id FROM ephemeral_keys
-		WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
-		FOR UPDATE SKIP LOCKED)`, cutoff, limit-deleted)
-	if err != nil {
-		return deleted, err
-	}
-	return deleted + int(tag.RowsAffected()), nil
+	return deleted, nil
 }
 
-// CreateAPIKey implements storage.Store.
+// CreateAPIKey implements storage.Store. The columns it leaves out get
+// their defaults (migration 0004): a secret key with the owner scopes.
 func (s *Store) CreateAPIKey(ctx context.Context, k *storage.APIKey) error {
 	if err := check.APIKey(k); err != nil {
 		return err
@@ -402,10 +408,14 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *storage.APIKey) error {
 	return mapErr(err)
 }
 
-// APIKeysByPrefix implements storage.Store.
+// APIKeysByPrefix implements storage.Store: the keys the realtime API may
+// accept (see storage.Store).
 func (s *Store) APIKeysByPrefix(ctx context.Context, prefix string) ([]storage.APIKey, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, tenant_id, prefix, hash, created_at, last_used_at
-		FROM api_keys WHERE prefix = $1 ORDER BY created_at, id`, prefix)
+	rows, err := s.pool.Query(ctx, `SELECT k.id, k.tenant_id, k.prefix, k.hash, k.created_at, k.last_used_at
+		FROM api_keys k
+		WHERE k.prefix = $1 AND k.kind = 'secret' AND k.revoked_at IS NULL AND 'realtime' = ANY (k.scopes)
+			AND `+tenantActive+`
+		ORDER BY k.created_at, k.id`, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -425,10 +435,12 @@ func (s *Store) APIKeysByPrefix(ctx context.Context, prefix string) ([]storage.A
 	return keys, rows.Err()
 }
 
-// CountAPIKeys implements storage.Store.
+// CountAPIKeys implements storage.Store: the tenant's secret keys that are
+// not revoked.
 func (s *Store) CountAPIKeys(ctx context.Context, tenantID string) (int, error) {
 	var n int
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM api_keys WHERE tenant_id = $1`, tenantID).Scan(&n)
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM api_keys
+		WHERE tenant_id = $1 AND kind = 'secret' AND revoked_at IS NULL`, tenantID).Scan(&n)
 	return n, err
 }
 
@@ -479,12 +491,13 @@ func (s *Store) ConsumeEphemeralKey(ctx context.Context, prefix string, hash []b
 	var (
 		k                      storage.EphemeralKey
 		created, expires, used pgtype.Timestamptz
+		disabled               bool
 	)
-	err := s.pool.QueryRow(ctx, `SELECT id, tenant_id, key_id, agent_id, prefix, hash, session,
-		created_at, expires_at, used_at
-		FROM ephemeral_keys WHERE prefix = $1`, prefix).Scan(
+	err := s.pool.QueryRow(ctx, `SELECT k.id, k.tenant_id, k.key_id, k.agent_id, k.prefix, k.hash, k.session,
+		k.created_at, k.expires_at, k.used_at, NOT (`+tenantActive+`)
+		FROM ephemeral_keys k WHERE k.prefix = $1`, prefix).Scan(
 		&k.ID, &k.TenantID, &k.KeyID, &k.AgentID, &k.Prefix, &k.Hash, &k.Session,
-		&created, &expires, &used)
+		&created, &expires, &used, &disabled)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, storage.ErrNotFound
 	}
@@ -493,7 +506,7 @@ func (s *Store) ConsumeEphemeralKey(ctx context.Context, prefix string, hash []b
 	}
 	usedAt := ts(at)
 	switch {
-	case subtle.ConstantTimeCompare(k.Hash, hash) != 1:
+	case subtle.ConstantTimeCompare(k.Hash, hash) != 1 || disabled:
 		return nil, storage.ErrNotFound
 	case !expires.Time.After(usedAt.Time):
 		return nil, storage.ErrExpired
@@ -514,12 +527,21 @@ func (s *Store) ConsumeEphemeralKey(ctx context.Context, prefix string, hash []b
 	return &k, nil
 }
 
-// mapErr turns unique violations into storage.ErrConflict (keeping the
-// server's message for logs) and passes other errors through.
+// mapErr turns constraint violations into storage errors, keeping the
+// server's message for logs: uniqueness into ErrConflict, a foreign key to
+// a missing row (a tenant, a user) into ErrNotFound, a CHECK into
+// ErrInvalid. It passes other errors through.
 func mapErr(err error) error {
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" { // unique_violation
-		return fmt.Errorf("%w: %w", storage.ErrConflict, err)
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "23505": // unique_violation
+			return fmt.Errorf("%w: %w", storage.ErrConflict, err)
+		case "23503": // foreign_key_violation
+			return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
+		case "23514": // check_violation
+			return fmt.Errorf("%w: %w", storage.ErrInvalid, err)
+		}
 	}
 	return err
 }

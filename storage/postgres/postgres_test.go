@@ -40,34 +40,64 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestAccounts(t *testing.T) {
+	pgtest.BaseURL(t) // skip once, loudly, rather than in every subtest
+	storagetest.RunAccounts(t, func(t *testing.T) storage.Backend {
+		return open(t, pgtest.FreshSchema(t))
+	})
+}
+
 // TestUpgradeFrom1 builds a schema the way version 1 left it (migration 1
 // only, rows written with its SQL) and opens it with the current code.
 func TestUpgradeFrom1(t *testing.T) {
-	storagetest.RunUpgradeFrom1(t, func(t *testing.T) storagetest.Legacy {
-		u := pgtest.FreshSchema(t)
-		ms, err := migrate.Load(migrationFS, "migrations")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := pgx.ParseConfig(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := applyMigrations(t.Context(), cfg, ms[:1]); err != nil {
-			t.Fatalf("apply migration 1: %v", err)
-		}
-		return storagetest.Legacy{
-			Write: func(t *testing.T, c *storage.Conversation, turns []*storage.Turn) {
-				t.Helper()
-				writeV1(t, u, c, turns)
-			},
-			Open: func(t *testing.T) storage.Store {
-				s := open(t, u)
-				assertMigrations(t, s)
-				return s
-			},
-		}
-	})
+	storagetest.RunUpgradeFrom1(t, legacyV1)
+}
+
+// TestUpgradeToAccounts upgrades a version 1 schema with an API key to
+// the accounts schema.
+func TestUpgradeToAccounts(t *testing.T) {
+	storagetest.RunUpgradeToAccounts(t, legacyV1)
+}
+
+// legacyV1 returns a fresh schema at version 1.
+func legacyV1(t *testing.T) storagetest.Legacy {
+	u := pgtest.FreshSchema(t)
+	ms, err := migrate.Load(migrationFS, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := applyMigrations(t.Context(), cfg, ms[:1]); err != nil {
+		t.Fatalf("apply migration 1: %v", err)
+	}
+	return storagetest.Legacy{
+		Write: func(t *testing.T, c *storage.Conversation, turns []*storage.Turn) {
+			t.Helper()
+			writeV1(t, u, c, turns)
+		},
+		WriteAPIKey: func(t *testing.T, k *storage.APIKey) {
+			t.Helper()
+			conn, err := pgx.Connect(t.Context(), u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			_, err = conn.Exec(t.Context(), `INSERT INTO api_keys
+				(id, tenant_id, prefix, hash, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+				k.ID, k.TenantID, k.Prefix, k.Hash, ts(k.CreatedAt), nullTS(k.LastUsedAt))
+			if err != nil {
+				t.Fatalf("v1 insert API key %s: %v", k.ID, err)
+			}
+		},
+		Open: func(t *testing.T) storage.Backend {
+			s := open(t, u)
+			assertMigrations(t, s)
+			return s
+		},
+	}
 }
 
 // writeV1 inserts c and turns with the statements of version 1, which

@@ -34,7 +34,8 @@ var migrationFS embed.FS
 // queue for the single write connection instead (see Store).
 const busyTimeout = 5 * time.Second
 
-// Store is a storage.Store kept in one SQLite file.
+// Store is a storage.Backend (conversations and accounts) kept in one
+// SQLite file.
 //
 // SQLite allows one writer at a time. Rather than let writers collide and
 // fail with SQLITE_BUSY, the Store keeps two pools on the file: w holds a
@@ -262,10 +263,11 @@ const (
 	sqlInsertEphemeralKey = `INSERT INTO ephemeral_keys
 		(id, tenant_id, key_id, agent_id, prefix, hash, session, created_at, expires_at, used_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	// Run inside ConsumeEphemeralKey's write transaction.
-	sqlSelectEphemeralKey = `SELECT id, tenant_id, key_id, agent_id, prefix, hash, session,
-		created_at, expires_at, used_at
-		FROM ephemeral_keys WHERE prefix = ?`
+	// Run inside ConsumeEphemeralKey's write transaction. The last column
+	// is true when the key's tenant is disabled.
+	sqlSelectEphemeralKey = `SELECT k.id, k.tenant_id, k.key_id, k.agent_id, k.prefix, k.hash, k.session,
+		k.created_at, k.expires_at, k.used_at, NOT (` + tenantActive + `)
+		FROM ephemeral_keys k WHERE k.prefix = ?`
 	sqlUseEphemeralKey = `UPDATE ephemeral_keys SET used_at = ? WHERE id = ? AND used_at IS NULL`
 )
 
@@ -606,55 +608,48 @@ func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) 
 	return turns, nil
 }
 
+// expiring lists the DELETE of each table DeleteExpired sweeps, in order:
+// each takes the oldest expired rows, at most the number given, through
+// the table's expires_at index. Deleting a conversation deletes its
+// remaining turns (ON DELETE CASCADE), which SQLite does not count in
+// RowsAffected.
+var expiring = func() []string {
+	var qs []string
+	for _, table := range []string{"turns", "conversations", "ephemeral_keys", "user_sessions", "invitations",
+		"idempotency_records", "api_calls", "audit_log"} {
+		qs = append(qs, `DELETE FROM `+table+` WHERE rowid IN (
+			SELECT rowid FROM `+table+` WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)`)
+	}
+	return qs
+}()
+
 // DeleteExpired implements storage.Store. Each DELETE is its own atomic
-// statement on the single write connection; the subqueries pick the oldest
-// expired rows through the expires_at indexes.
+// statement on the single write connection.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
 	if err := check.Limit(limit); err != nil {
 		return 0, err
 	}
 	cutoff := unixMS(now)
-	res, err := s.w.ExecContext(ctx, `DELETE FROM turns WHERE rowid IN (
-		SELECT rowid FROM turns WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)`,
-		cutoff, limit)
-	if err != nil {
-		return 0, err
+	deleted := 0
+	for _, q := range expiring {
+		res, err := s.w.ExecContext(ctx, q, cutoff, limit-deleted)
+		if err != nil {
+			return deleted, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return deleted, err
+		}
+		deleted += int(n)
+		if deleted >= limit {
+			break
+		}
 	}
-	turns, err := res.RowsAffected()
-	if err != nil {
-		return 0, err
-	}
-	deleted := int(turns)
-	if deleted >= limit {
-		return deleted, nil
-	}
-	// ON DELETE CASCADE removes the remaining turns of each conversation;
-	// SQLite does not count those in RowsAffected.
-	res, err = s.w.ExecContext(ctx, `DELETE FROM conversations WHERE id IN (
-		SELECT id FROM conversations WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)`,
-		cutoff, limit-deleted)
-	if err != nil {
-		return deleted, err
-	}
-	convs, err := res.RowsAffected()
-	if err != nil {
-		return deleted, err
-	}
-	deleted += int(convs)
-	if deleted >= limit {
-		return deleted, nil
-	}
-	res, err = s.w.ExecContext(ctx, `DELETE FROM ephemeral_keys WHERE id IN (
-		SELECT id FROM ephemeral_keys WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)`,
-		cutoff, limit-deleted)
-	if err != nil {
-		return deleted, err
-	}
-	keys, err := res.RowsAffected()
-	return deleted + int(keys), err
+	return deleted, nil
 }
 
-// CreateAPIKey implements storage.Store.
+// CreateAPIKey implements storage.Store. The columns it leaves out get
+// their defaults (migration 0004): a secret key with the owner scopes.
 func (s *Store) CreateAPIKey(ctx context.Context, k *storage.APIKey) error {
 	if err := check.APIKey(k); err != nil {
 		return err
@@ -665,10 +660,15 @@ func (s *Store) CreateAPIKey(ctx context.Context, k *storage.APIKey) error {
 	return mapErr(err)
 }
 
-// APIKeysByPrefix implements storage.Store.
+// APIKeysByPrefix implements storage.Store: the keys the realtime API may
+// accept (see storage.Store).
 func (s *Store) APIKeysByPrefix(ctx context.Context, prefix string) ([]storage.APIKey, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, tenant_id, prefix, hash, created_at, last_used_at
-		FROM api_keys WHERE prefix = ? ORDER BY created_at, id`, prefix)
+	rows, err := s.r.QueryContext(ctx, `SELECT k.id, k.tenant_id, k.prefix, k.hash, k.created_at, k.last_used_at
+		FROM api_keys k
+		WHERE k.prefix = ? AND k.kind = 'secret' AND k.revoked_at IS NULL
+			AND EXISTS (SELECT 1 FROM json_each(k.scopes) WHERE value = 'realtime')
+			AND `+tenantActive+`
+		ORDER BY k.created_at, k.id`, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -689,10 +689,12 @@ func (s *Store) APIKeysByPrefix(ctx context.Context, prefix string) ([]storage.A
 	return keys, rows.Err()
 }
 
-// CountAPIKeys implements storage.Store.
+// CountAPIKeys implements storage.Store: the tenant's secret keys that are
+// not revoked.
 func (s *Store) CountAPIKeys(ctx context.Context, tenantID string) (int, error) {
 	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM api_keys WHERE tenant_id = ?`, tenantID).Scan(&n)
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM api_keys
+		WHERE tenant_id = ? AND kind = 'secret' AND revoked_at IS NULL`, tenantID).Scan(&n)
 	return n, err
 }
 
@@ -747,10 +749,11 @@ func (s *Store) ConsumeEphemeralKey(ctx context.Context, prefix string, hash []b
 		k                storage.EphemeralKey
 		created, expires int64
 		used             sql.NullInt64
+		disabled         bool
 	)
 	err = tx.StmtContext(ctx, s.st.selectEphemeralKey).QueryRowContext(ctx, prefix).Scan(
 		&k.ID, &k.TenantID, &k.KeyID, &k.AgentID, &k.Prefix, &k.Hash, &k.Session,
-		&created, &expires, &used)
+		&created, &expires, &used, &disabled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, storage.ErrNotFound
 	}
@@ -759,7 +762,7 @@ func (s *Store) ConsumeEphemeralKey(ctx context.Context, prefix string, hash []b
 	}
 	usedAt := unixMS(at)
 	switch {
-	case subtle.ConstantTimeCompare(k.Hash, hash) != 1:
+	case subtle.ConstantTimeCompare(k.Hash, hash) != 1 || disabled:
 		return nil, storage.ErrNotFound
 	case expires <= usedAt:
 		return nil, storage.ErrExpired
@@ -782,14 +785,20 @@ func (s *Store) ConsumeEphemeralKey(ctx context.Context, prefix string, hash []b
 	return &k, nil
 }
 
-// mapErr turns SQLite uniqueness violations into storage.ErrConflict
-// (keeping the driver's message for logs) and passes other errors through.
+// mapErr turns SQLite constraint violations into storage errors, keeping
+// the driver's message for logs: uniqueness into ErrConflict, a foreign
+// key to a missing row (a tenant, a user) into ErrNotFound, a CHECK into
+// ErrInvalid. It passes other errors through.
 func mapErr(err error) error {
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() {
 		case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
 			return fmt.Errorf("%w: %w", storage.ErrConflict, err)
+		case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+			return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
+		case sqlite3.SQLITE_CONSTRAINT_CHECK:
+			return fmt.Errorf("%w: %w", storage.ErrInvalid, err)
 		}
 	}
 	return err

@@ -47,44 +47,69 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestAccounts(t *testing.T) {
+	storagetest.RunAccounts(t, func(t *testing.T) storage.Backend {
+		s, _ := openTemp(t)
+		return s
+	})
+}
+
 // TestUpgradeFrom1 builds a file the way version 1 left it (migration 1
 // only, rows written with its SQL) and opens it with the current code.
 func TestUpgradeFrom1(t *testing.T) {
-	storagetest.RunUpgradeFrom1(t, func(t *testing.T) storagetest.Legacy {
-		path := filepath.Join(t.TempDir(), "parley.db")
-		ms, err := migrate.Load(migrationFS, "migrations")
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The connection settings of Open's write pool.
-		db, err := sql.Open("sqlite", dsn(path, url.Values{
-			"_pragma": {"journal_mode(WAL)"},
-			"_txlock": {"immediate"},
-		}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		db.SetMaxOpenConns(1)
-		t.Cleanup(func() { db.Close() })
-		if err := applyMigrations(t.Context(), db, ms[:1]); err != nil {
-			t.Fatalf("apply migration 1: %v", err)
-		}
-		return storagetest.Legacy{
-			Write: func(t *testing.T, c *storage.Conversation, turns []*storage.Turn) {
-				t.Helper()
-				writeV1(t, db, c, turns)
-			},
-			Open: func(t *testing.T) storage.Store {
-				s, err := Open(t.Context(), path)
-				if err != nil {
-					t.Fatalf("Open: %v", err)
-				}
-				t.Cleanup(func() { s.Close() })
-				assertMigrations(t, s.r)
-				return s
-			},
-		}
-	})
+	storagetest.RunUpgradeFrom1(t, legacyV1)
+}
+
+// TestUpgradeToAccounts upgrades a version 1 file with an API key to the
+// accounts schema.
+func TestUpgradeToAccounts(t *testing.T) {
+	storagetest.RunUpgradeToAccounts(t, legacyV1)
+}
+
+// legacyV1 returns a fresh file at schema version 1.
+func legacyV1(t *testing.T) storagetest.Legacy {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	ms, err := migrate.Load(migrationFS, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The connection settings of Open's write pool.
+	db, err := sql.Open("sqlite", dsn(path, url.Values{
+		"_pragma": {"journal_mode(WAL)"},
+		"_txlock": {"immediate"},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	t.Cleanup(func() { db.Close() })
+	if err := applyMigrations(t.Context(), db, ms[:1]); err != nil {
+		t.Fatalf("apply migration 1: %v", err)
+	}
+	return storagetest.Legacy{
+		Write: func(t *testing.T, c *storage.Conversation, turns []*storage.Turn) {
+			t.Helper()
+			writeV1(t, db, c, turns)
+		},
+		WriteAPIKey: func(t *testing.T, k *storage.APIKey) {
+			t.Helper()
+			_, err := db.ExecContext(t.Context(), `INSERT INTO api_keys
+				(id, tenant_id, prefix, hash, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?)`,
+				k.ID, k.TenantID, k.Prefix, k.Hash, unixMS(k.CreatedAt), nullMS(k.LastUsedAt))
+			if err != nil {
+				t.Fatalf("v1 insert API key %s: %v", k.ID, err)
+			}
+		},
+		Open: func(t *testing.T) storage.Backend {
+			s, err := Open(t.Context(), path)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			t.Cleanup(func() { s.Close() })
+			assertMigrations(t, s.r)
+			return s
+		},
+	}
 }
 
 // writeV1 inserts c and turns with the statements of version 1, which

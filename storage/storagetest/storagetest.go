@@ -287,7 +287,7 @@ func testTenantIsolation(t *testing.T, s storage.Store) {
 	}
 
 	for i, tenant := range []string{"tenant-a", "tenant-a", "tenant-b"} {
-		k := &storage.APIKey{ID: fmt.Sprint("key-", i), TenantID: tenant, Prefix: "pk", Hash: []byte{byte(i)}, CreatedAt: t0}
+		k := &storage.APIKey{ID: fmt.Sprint("key-", i), TenantID: tenant, Prefix: fmt.Sprint("pk_", i), Hash: []byte{byte(i)}, CreatedAt: t0}
 		if err := s.CreateAPIKey(ctx, k); err != nil {
 			t.Fatalf("CreateAPIKey: %v", err)
 		}
@@ -596,7 +596,7 @@ func testConcurrentAppendTurn(t *testing.T, s storage.Store) {
 func testAPIKeys(t *testing.T, s storage.Store) {
 	ctx := t.Context()
 	keys := []*storage.APIKey{
-		{ID: "key-2", TenantID: "t1", Prefix: "pk_abc", Hash: bytes.Repeat([]byte{0xAB}, 32), CreatedAt: t0.Add(time.Second)},
+		{ID: "key-2", TenantID: "t1", Prefix: "pk_abd", Hash: bytes.Repeat([]byte{0xAB}, 32), CreatedAt: t0.Add(time.Second)},
 		{ID: "key-1", TenantID: "t1", Prefix: "pk_abc", Hash: bytes.Repeat([]byte{0x01}, 32), CreatedAt: t0},
 		{ID: "key-3", TenantID: "t2", Prefix: "pk_xyz", Hash: []byte{0, 1, 2, 0xFF}, CreatedAt: t0, LastUsedAt: t0.Add(time.Minute)},
 	}
@@ -605,27 +605,25 @@ func testAPIKeys(t *testing.T, s storage.Store) {
 			t.Fatalf("CreateAPIKey(%s): %v", k.ID, err)
 		}
 	}
+	// Prefixes are unique among all keys, whatever the tenant.
+	dup := &storage.APIKey{ID: "key-4", TenantID: "t3", Prefix: "pk_abc", Hash: []byte{4}, CreatedAt: t0}
+	wantErr(t, "CreateAPIKey(same prefix)", s.CreateAPIKey(ctx, dup), storage.ErrConflict)
 
-	got, err := s.APIKeysByPrefix(ctx, "pk_abc")
-	if err != nil {
-		t.Fatalf("APIKeysByPrefix: %v", err)
+	byPrefix := func(prefix string) storage.APIKey {
+		t.Helper()
+		got, err := s.APIKeysByPrefix(ctx, prefix)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("APIKeysByPrefix(%s) = %+v, %v; want one key", prefix, got, err)
+		}
+		return got[0]
 	}
-	// Oldest first: key-1 then key-2.
-	if len(got) != 2 || got[0].ID != "key-1" || got[1].ID != "key-2" {
-		t.Fatalf("APIKeysByPrefix(pk_abc) = %+v, want key-1, key-2", got)
-	}
-	for i, want := range []*storage.APIKey{keys[1], keys[0]} {
-		k := got[i]
-		if k.TenantID != want.TenantID || k.Prefix != want.Prefix || !bytes.Equal(k.Hash, want.Hash) {
+	for _, want := range keys {
+		k := byPrefix(want.Prefix)
+		if k.ID != want.ID || k.TenantID != want.TenantID || k.Prefix != want.Prefix || !bytes.Equal(k.Hash, want.Hash) {
 			t.Errorf("key = %+v, want %+v", k, want)
 		}
 		checkTime(t, "CreatedAt", k.CreatedAt, want.CreatedAt)
-		checkTime(t, "LastUsedAt", k.LastUsedAt, time.Time{})
-	}
-	if got, err := s.APIKeysByPrefix(ctx, "pk_xyz"); err != nil || len(got) != 1 {
-		t.Fatalf("APIKeysByPrefix(pk_xyz) = %v, %v", got, err)
-	} else {
-		checkTime(t, "LastUsedAt", got[0].LastUsedAt, keys[2].LastUsedAt)
+		checkTime(t, "LastUsedAt", k.LastUsedAt, want.LastUsedAt)
 	}
 
 	if n, err := s.CountAPIKeys(ctx, "t1"); err != nil || n != 2 {
@@ -640,12 +638,8 @@ func testAPIKeys(t *testing.T, s storage.Store) {
 			t.Fatalf("TouchAPIKey: %v", err)
 		}
 	}
-	got, err = s.APIKeysByPrefix(ctx, "pk_abc")
-	if err != nil || len(got) != 2 {
-		t.Fatalf("APIKeysByPrefix = %v, %v", got, err)
-	}
-	checkTime(t, "LastUsedAt after touch", got[0].LastUsedAt, used)
-	checkTime(t, "LastUsedAt of the untouched key", got[1].LastUsedAt, time.Time{})
+	checkTime(t, "LastUsedAt after touch", byPrefix("pk_abc").LastUsedAt, used)
+	checkTime(t, "LastUsedAt of the untouched key", byPrefix("pk_abd").LastUsedAt, time.Time{})
 }
 
 func testInvalid(t *testing.T, s storage.Store) {
@@ -1221,7 +1215,8 @@ func testWriteBatchConcurrent(t *testing.T, s storage.Store) {
 }
 
 // Legacy is a database on which only migration 1 (0001_init.sql) has been
-// applied, as version 1 of Parley left it, for RunUpgradeFrom1.
+// applied, as version 1 of Parley left it, for RunUpgradeFrom1 and
+// RunUpgradeToAccounts.
 type Legacy struct {
 	// Write inserts c and turns with the SQL of version 1, the way a node
 	// still running it would: raw INSERTs naming only the columns of
@@ -1229,9 +1224,12 @@ type Legacy struct {
 	// not written. c.TurnCount and every turn's Seq are set by the suite
 	// and stored as given. Write is called before and after Open.
 	Write func(t *testing.T, c *storage.Conversation, turns []*storage.Turn)
-	// Open opens a Store on the database with the current code, which
+	// WriteAPIKey inserts k with the SQL of version 1 (the columns of
+	// migration 1 only), before or after Open.
+	WriteAPIKey func(t *testing.T, k *storage.APIKey)
+	// Open opens a Backend on the database with the current code, which
 	// applies the later migrations, and closes it when the test ends.
-	Open func(t *testing.T) storage.Store
+	Open func(t *testing.T) storage.Backend
 }
 
 // RunUpgradeFrom1 checks the upgrade from schema version 1: rows written

@@ -1,0 +1,961 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"parley/storage"
+)
+
+var _ storage.Backend = (*Store)(nil)
+
+// The accounts half of the Store (storage.Accounts). Reads go through the
+// read pool, writes through the single write connection; the methods that
+// check before they write (the last-owner rule, accepting an invitation)
+// run in one BEGIN IMMEDIATE transaction, which holds SQLite's write lock
+// from the start, so no other writer, in this process or another, can
+// interleave.
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// inTx runs fn in a write transaction and commits it if fn succeeds.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // no-op after Commit
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// exec runs a write statement and returns ErrNotFound when it touched no
+// row.
+func (s *Store) exec(ctx context.Context, query string, args ...any) error {
+	res, err := s.w.ExecContext(ctx, query, args...)
+	if err != nil {
+		return mapErr(err)
+	}
+	n, err := res.RowsAffected()
+	if err == nil && n == 0 {
+		err = storage.ErrNotFound
+	}
+	return err
+}
+
+// get runs a single-row query on a read connection; no row is ErrNotFound.
+func get[T any](ctx context.Context, db *sql.DB, scan func(scanner) (*T, error), query string, args ...any) (*T, error) {
+	v, err := scan(db.QueryRowContext(ctx, query, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, storage.ErrNotFound
+	}
+	return v, err
+}
+
+// page runs a list query on a read connection and returns one page and
+// the cursor of the next one. The query's last three parameters are the
+// cursor's time and id, compared with the sort columns as
+// "(time, id) > (?, ?)", and the row limit; scan reads a row and returns
+// its cursor.
+func page[T any](ctx context.Context, db *sql.DB, scan func(scanner) (*T, storage.Cursor, error),
+	query, after string, limit int, args ...any) ([]T, string, error) {
+	limit, err := storage.PageLimit(limit)
+	if err != nil {
+		return nil, "", err
+	}
+	cur, err := storage.ParseCursor(after)
+	if err != nil {
+		return nil, "", err
+	}
+	at := int64(math.MinInt64) // before every row
+	if !cur.IsStart() {
+		at = unixMS(cur.At)
+	}
+	rows, err := db.QueryContext(ctx, query, append(args, at, cur.ID, limit+1)...)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	items := []T{}
+	var last storage.Cursor
+	for rows.Next() {
+		if len(items) == limit { // a row after the page: there is a next one
+			return items, last.String(), nil
+		}
+		v, c, err := scan(rows)
+		if err != nil {
+			return nil, "", err
+		}
+		items = append(items, *v)
+		last = c
+	}
+	return items, "", rows.Err()
+}
+
+// Lists of strings are stored as JSON arrays.
+
+func jsonList(list []string) string {
+	if len(list) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(list) // []string always marshals
+	return string(b)
+}
+
+func fromJSONList(s string) ([]string, error) {
+	var list []string
+	if err := json.Unmarshal([]byte(s), &list); err != nil {
+		return nil, fmt.Errorf("sqlite: corrupt list column %q: %w", s, err)
+	}
+	if len(list) == 0 {
+		return nil, nil
+	}
+	return list, nil
+}
+
+// blob returns b, or an empty non-nil slice for the NOT NULL columns
+// (a nil []byte binds NULL).
+func blob(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func noBlob(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// Tenants.
+
+const tenantCols = `t.id, t.name, t.plan, t.created_at, t.disabled_at, t.purge_after`
+
+func scanTenant(sc scanner) (*storage.Tenant, error) {
+	var (
+		t               storage.Tenant
+		created         int64
+		disabled, purge sql.NullInt64
+	)
+	if err := sc.Scan(&t.ID, &t.Name, &t.Plan, &created, &disabled, &purge); err != nil {
+		return nil, err
+	}
+	t.CreatedAt, t.DisabledAt, t.PurgeAfter = fromMS(created), fromNullMS(disabled), fromNullMS(purge)
+	return &t, nil
+}
+
+// CreateTenant implements storage.Accounts.
+func (s *Store) CreateTenant(ctx context.Context, t *storage.Tenant, ownerID string) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO tenants (id, name, plan, created_at, disabled_at, purge_after)
+			VALUES (?, ?, ?, ?, ?, ?)`,
+			t.ID, t.Name, t.Plan, unixMS(t.CreatedAt), nullMS(t.DisabledAt), nullMS(t.PurgeAfter))
+		if err != nil || ownerID == "" {
+			return mapErr(err)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES (?, ?, ?, ?)`,
+			t.ID, ownerID, storage.RoleOwner, unixMS(t.CreatedAt))
+		return mapErr(err)
+	})
+}
+
+// GetTenant implements storage.Accounts.
+func (s *Store) GetTenant(ctx context.Context, id string) (*storage.Tenant, error) {
+	if err := storage.CheckParams("GetTenant", "id", id); err != nil {
+		return nil, err
+	}
+	return get(ctx, s.r, scanTenant, `SELECT `+tenantCols+` FROM tenants t WHERE t.id = ?`, id)
+}
+
+// UpdateTenant implements storage.Accounts.
+func (s *Store) UpdateTenant(ctx context.Context, t *storage.Tenant) error {
+	if err := storage.CheckParams("UpdateTenant", "Tenant.ID", t.ID, "Tenant.Name", t.Name, "Tenant.Plan", t.Plan); err != nil {
+		return err
+	}
+	return s.exec(ctx, `UPDATE tenants SET name = ?, plan = ? WHERE id = ?`, t.Name, t.Plan, t.ID)
+}
+
+// ListTenants implements storage.Accounts.
+func (s *Store) ListTenants(ctx context.Context, userID, after string, limit int) ([]storage.Tenant, string, error) {
+	if err := storage.CheckParams("ListTenants", "userID", userID); err != nil {
+		return nil, "", err
+	}
+	return page(ctx, s.r, func(sc scanner) (*storage.Tenant, storage.Cursor, error) {
+		t, err := scanTenant(sc)
+		if err != nil {
+			return nil, storage.Cursor{}, err
+		}
+		return t, storage.Cursor{At: t.CreatedAt, ID: t.ID}, nil
+	}, `SELECT `+tenantCols+` FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+		WHERE m.user_id = ? AND (t.created_at, t.id) > (?, ?)
+		ORDER BY t.created_at, t.id LIMIT ?`, after, limit, userID)
+}
+
+// DisableTenant implements storage.Accounts.
+func (s *Store) DisableTenant(ctx context.Context, id string, at, purgeAfter time.Time) error {
+	if err := storage.CheckParams("DisableTenant", "id", id); err != nil {
+		return err
+	}
+	if err := storage.CheckTime("DisableTenant", "at", at); err != nil {
+		return err
+	}
+	return s.exec(ctx, `UPDATE tenants
+		SET disabled_at = coalesce(disabled_at, ?), purge_after = coalesce(purge_after, ?)
+		WHERE id = ?`, unixMS(at), nullMS(purgeAfter), id)
+}
+
+// EnableTenant implements storage.Accounts.
+func (s *Store) EnableTenant(ctx context.Context, id string) error {
+	if err := storage.CheckParams("EnableTenant", "id", id); err != nil {
+		return err
+	}
+	return s.exec(ctx, `UPDATE tenants SET disabled_at = NULL, purge_after = NULL WHERE id = ?`, id)
+}
+
+// Users.
+
+const userCols = `id, email, name, company, password_hash, created_at, password_changed_at`
+
+func scanUser(sc scanner) (*storage.User, error) {
+	var (
+		u       storage.User
+		created int64
+		changed sql.NullInt64
+	)
+	if err := sc.Scan(&u.ID, &u.Email, &u.Name, &u.Company, &u.PasswordHash, &created, &changed); err != nil {
+		return nil, err
+	}
+	u.PasswordHash = noBlob(u.PasswordHash)
+	u.CreatedAt, u.PasswordChangedAt = fromMS(created), fromNullMS(changed)
+	return &u, nil
+}
+
+// CreateUser implements storage.Accounts.
+func (s *Store) CreateUser(ctx context.Context, u *storage.User) error {
+	u.Email = storage.NormalizeEmail(u.Email)
+	if err := u.Validate(); err != nil {
+		return err
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Email, u.Name, u.Company, blob(u.PasswordHash), unixMS(u.CreatedAt), nullMS(u.PasswordChangedAt))
+	return mapErr(err)
+}
+
+// GetUser implements storage.Accounts.
+func (s *Store) GetUser(ctx context.Context, id string) (*storage.User, error) {
+	if err := storage.CheckParams("GetUser", "id", id); err != nil {
+		return nil, err
+	}
+	return get(ctx, s.r, scanUser, `SELECT `+userCols+` FROM users WHERE id = ?`, id)
+}
+
+// GetUserByEmail implements storage.Accounts.
+func (s *Store) GetUserByEmail(ctx context.Context, email string) (*storage.User, error) {
+	email = storage.NormalizeEmail(email)
+	if err := storage.CheckParams("GetUserByEmail", "email", email); err != nil {
+		return nil, err
+	}
+	return get(ctx, s.r, scanUser, `SELECT `+userCols+` FROM users WHERE email = ?`, email)
+}
+
+// UpdateUserPassword implements storage.Accounts.
+func (s *Store) UpdateUserPassword(ctx context.Context, id string, hash []byte, at time.Time) error {
+	if err := storage.CheckParams("UpdateUserPassword", "id", id, "hash", string(hash)); err != nil {
+		return err
+	}
+	if err := storage.CheckTime("UpdateUserPassword", "at", at); err != nil {
+		return err
+	}
+	return s.exec(ctx, `UPDATE users SET password_hash = ?, password_changed_at = ? WHERE id = ?`, hash, unixMS(at), id)
+}
+
+// Memberships.
+
+const membershipCols = `m.tenant_id, m.user_id, m.role, m.created_at, u.email, u.name`
+
+func scanMembership(sc scanner) (*storage.Membership, error) {
+	var (
+		m       storage.Membership
+		created int64
+	)
+	if err := sc.Scan(&m.TenantID, &m.UserID, &m.Role, &created, &m.Email, &m.Name); err != nil {
+		return nil, err
+	}
+	m.CreatedAt = fromMS(created)
+	return &m, nil
+}
+
+// AddMember implements storage.Accounts.
+func (s *Store) AddMember(ctx context.Context, m *storage.Membership) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES (?, ?, ?, ?)`,
+		m.TenantID, m.UserID, m.Role, unixMS(m.CreatedAt))
+	return mapErr(err)
+}
+
+// GetMembership implements storage.Accounts.
+func (s *Store) GetMembership(ctx context.Context, tenantID, userID string) (*storage.Membership, error) {
+	if err := storage.CheckParams("GetMembership", "tenantID", tenantID, "userID", userID); err != nil {
+		return nil, err
+	}
+	return get(ctx, s.r, scanMembership, `SELECT `+membershipCols+`
+		FROM memberships m JOIN users u ON u.id = m.user_id
+		WHERE m.tenant_id = ? AND m.user_id = ?`, tenantID, userID)
+}
+
+// UpdateMemberRole implements storage.Accounts.
+func (s *Store) UpdateMemberRole(ctx context.Context, tenantID, userID, role string) error {
+	if err := storage.CheckParams("UpdateMemberRole", "tenantID", tenantID, "userID", userID); err != nil {
+		return err
+	}
+	if err := storage.CheckRole("UpdateMemberRole: role", role); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := keepAnOwner(ctx, tx, tenantID, userID, role); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE memberships SET role = ? WHERE tenant_id = ? AND user_id = ?`, role, tenantID, userID)
+		return err
+	})
+}
+
+// RemoveMember implements storage.Accounts.
+func (s *Store) RemoveMember(ctx context.Context, tenantID, userID string) error {
+	if err := storage.CheckParams("RemoveMember", "tenantID", tenantID, "userID", userID); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := keepAnOwner(ctx, tx, tenantID, userID, ""); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM memberships WHERE tenant_id = ? AND user_id = ?`, tenantID, userID)
+		return err
+	})
+}
+
+// keepAnOwner checks, inside tx, that giving userID role newRole in
+// tenantID ("" for removing them) leaves the tenant an owner: ErrNotFound
+// if userID is not a member, ErrConflict if they are its last owner. The
+// write transaction holds SQLite's lock, so the answer stays true until
+// the caller commits.
+func keepAnOwner(ctx context.Context, tx *sql.Tx, tenantID, userID, newRole string) error {
+	var role string
+	err := tx.QueryRowContext(ctx, `SELECT role FROM memberships WHERE tenant_id = ? AND user_id = ?`, tenantID, userID).Scan(&role)
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.ErrNotFound
+	}
+	if err != nil || role != storage.RoleOwner || newRole == storage.RoleOwner {
+		return err
+	}
+	var others int
+	err = tx.QueryRowContext(ctx, `SELECT count(*) FROM memberships
+		WHERE tenant_id = ? AND role = 'owner' AND user_id <> ?`, tenantID, userID).Scan(&others)
+	if err == nil && others == 0 {
+		err = fmt.Errorf("%w: %s is the last owner of the tenant", storage.ErrConflict, userID)
+	}
+	return err
+}
+
+// ListMembers implements storage.Accounts.
+func (s *Store) ListMembers(ctx context.Context, tenantID, after string, limit int) ([]storage.Membership, string, error) {
+	if err := storage.CheckParams("ListMembers", "tenantID", tenantID); err != nil {
+		return nil, "", err
+	}
+	return page(ctx, s.r, func(sc scanner) (*storage.Membership, storage.Cursor, error) {
+		m, err := scanMembership(sc)
+		if err != nil {
+			return nil, storage.Cursor{}, err
+		}
+		return m, storage.Cursor{At: m.CreatedAt, ID: m.UserID}, nil
+	}, `SELECT `+membershipCols+` FROM memberships m JOIN users u ON u.id = m.user_id
+		WHERE m.tenant_id = ? AND (m.created_at, m.user_id) > (?, ?)
+		ORDER BY m.created_at, m.user_id LIMIT ?`, after, limit, tenantID)
+}
+
+// Invitations.
+
+const invitationCols = `id, tenant_id, email, role, prefix, hash, invited_by, created_at, expires_at, accepted_at`
+
+func scanInvitation(sc scanner) (*storage.Invitation, error) {
+	var (
+		inv              storage.Invitation
+		created, expires int64
+		accepted         sql.NullInt64
+	)
+	err := sc.Scan(&inv.ID, &inv.TenantID, &inv.Email, &inv.Role, &inv.Prefix, &inv.Hash, &inv.InvitedBy,
+		&created, &expires, &accepted)
+	if err != nil {
+		return nil, err
+	}
+	inv.CreatedAt, inv.ExpiresAt, inv.AcceptedAt = fromMS(created), fromMS(expires), fromNullMS(accepted)
+	return &inv, nil
+}
+
+func invitationCursor(sc scanner) (*storage.Invitation, storage.Cursor, error) {
+	inv, err := scanInvitation(sc)
+	if err != nil {
+		return nil, storage.Cursor{}, err
+	}
+	return inv, storage.Cursor{At: inv.CreatedAt, ID: inv.ID}, nil
+}
+
+// CreateInvitation implements storage.Accounts.
+func (s *Store) CreateInvitation(ctx context.Context, inv *storage.Invitation) error {
+	inv.Email = storage.NormalizeEmail(inv.Email)
+	if err := inv.Validate(); err != nil {
+		return err
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO invitations (`+invitationCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)`,
+		inv.ID, inv.TenantID, inv.Email, inv.Role, inv.Prefix, inv.Hash, inv.InvitedBy,
+		unixMS(inv.CreatedAt), unixMS(inv.ExpiresAt))
+	return mapErr(err)
+}
+
+// InvitationByPrefix implements storage.Accounts.
+func (s *Store) InvitationByPrefix(ctx context.Context, prefix string) (*storage.Invitation, error) {
+	if err := storage.CheckParams("InvitationByPrefix", "prefix", prefix); err != nil {
+		return nil, err
+	}
+	return get(ctx, s.r, scanInvitation, `SELECT `+invitationCols+` FROM invitations WHERE prefix = ?`, prefix)
+}
+
+// AcceptInvitation implements storage.Accounts in one write transaction.
+func (s *Store) AcceptInvitation(ctx context.Context, prefix string, hash []byte, userID string, at time.Time) (*storage.Invitation, error) {
+	if err := storage.CheckParams("AcceptInvitation", "prefix", prefix, "userID", userID); err != nil {
+		return nil, err
+	}
+	if err := storage.CheckTime("AcceptInvitation", "at", at); err != nil {
+		return nil, err
+	}
+	var inv *storage.Invitation
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var (
+			err      error
+			disabled bool
+		)
+		inv, err = scanInvitation(tx.QueryRowContext(ctx, `SELECT `+invitationCols+` FROM invitations WHERE prefix = ?`, prefix))
+		if errors.Is(err, sql.ErrNoRows) {
+			return storage.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM tenants
+			WHERE id = ? AND disabled_at IS NOT NULL)`, inv.TenantID).Scan(&disabled)
+		if err != nil {
+			return err
+		}
+		acceptedAt := fromMS(unixMS(at))
+		switch {
+		case subtle.ConstantTimeCompare(inv.Hash, hash) != 1 || disabled:
+			return storage.ErrNotFound
+		case !inv.ExpiresAt.After(acceptedAt):
+			return storage.ErrExpired
+		case !inv.AcceptedAt.IsZero():
+			return storage.ErrUsed
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE invitations SET accepted_at = ? WHERE id = ? AND accepted_at IS NULL`, unixMS(at), inv.ID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return storage.ErrUsed // cannot happen under the write lock; kept as a guard
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES (?, ?, ?, ?)`,
+			inv.TenantID, userID, inv.Role, unixMS(at))
+		if err != nil {
+			return mapErr(err)
+		}
+		inv.AcceptedAt = acceptedAt
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+// ListInvitations implements storage.Accounts.
+func (s *Store) ListInvitations(ctx context.Context, tenantID, after string, limit int) ([]storage.Invitation, string, error) {
+	if err := storage.CheckParams("ListInvitations", "tenantID", tenantID); err != nil {
+		return nil, "", err
+	}
+	return page(ctx, s.r, invitationCursor, `SELECT `+invitationCols+` FROM invitations
+		WHERE tenant_id = ? AND (created_at, id) > (?, ?)
+		ORDER BY created_at, id LIMIT ?`, after, limit, tenantID)
+}
+
+// DeleteInvitation implements storage.Accounts.
+func (s *Store) DeleteInvitation(ctx context.Context, tenantID, id string) error {
+	if err := storage.CheckParams("DeleteInvitation", "tenantID", tenantID, "id", id); err != nil {
+		return err
+	}
+	return s.exec(ctx, `DELETE FROM invitations WHERE tenant_id = ? AND id = ?`, tenantID, id)
+}
+
+// User sessions.
+
+const userSessionCols = `id, user_id, prefix, hash, created_at, expires_at, last_seen_at, revoked_at`
+
+func scanUserSession(sc scanner) (*storage.UserSession, error) {
+	var (
+		us               storage.UserSession
+		created, expires int64
+		seen, revoked    sql.NullInt64
+	)
+	if err := sc.Scan(&us.ID, &us.UserID, &us.Prefix, &us.Hash, &created, &expires, &seen, &revoked); err != nil {
+		return nil, err
+	}
+	us.CreatedAt, us.ExpiresAt = fromMS(created), fromMS(expires)
+	us.LastSeenAt, us.RevokedAt = fromNullMS(seen), fromNullMS(revoked)
+	return &us, nil
+}
+
+// CreateUserSession implements storage.Accounts.
+func (s *Store) CreateUserSession(ctx context.Context, us *storage.UserSession) error {
+	if err := us.Validate(); err != nil {
+		return err
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO user_sessions (`+userSessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)`,
+		us.ID, us.UserID, us.Prefix, us.Hash, unixMS(us.CreatedAt), unixMS(us.ExpiresAt), nullMS(us.LastSeenAt))
+	return mapErr(err)
+}
+
+// UserSessionByPrefix implements storage.Accounts.
+func (s *Store) UserSessionByPrefix(ctx context.Context, prefix string) (*storage.UserSession, error) {
+	if err := storage.CheckParams("UserSessionByPrefix", "prefix", prefix); err != nil {
+		return nil, err
+	}
+	return get(ctx, s.r, scanUserSession, `SELECT `+userSessionCols+` FROM user_sessions
+		WHERE prefix = ? AND revoked_at IS NULL`, prefix)
+}
+
+// TouchUserSession implements storage.Accounts.
+func (s *Store) TouchUserSession(ctx context.Context, id string, at time.Time) error {
+	if err := storage.CheckParams("TouchUserSession", "id", id); err != nil {
+		return err
+	}
+	if err := storage.CheckTime("TouchUserSession", "at", at); err != nil {
+		return err
+	}
+	ts := unixMS(at)
+	err := s.exec(ctx, `UPDATE user_sessions SET last_seen_at = ?
+		WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)`, ts, id, ts)
+	if errors.Is(err, storage.ErrNotFound) {
+		// A later use is already recorded, or no such session.
+		return s.mustExist(ctx, `SELECT count(*) FROM user_sessions WHERE id = ?`, id)
+	}
+	return err
+}
+
+// RevokeUserSession implements storage.Accounts.
+func (s *Store) RevokeUserSession(ctx context.Context, userID, id string, at time.Time) error {
+	if err := storage.CheckParams("RevokeUserSession", "userID", userID, "id", id); err != nil {
+		return err
+	}
+	if err := storage.CheckTime("RevokeUserSession", "at", at); err != nil {
+		return err
+	}
+	return s.exec(ctx, `UPDATE user_sessions SET revoked_at = coalesce(revoked_at, ?)
+		WHERE user_id = ? AND id = ?`, unixMS(at), userID, id)
+}
+
+// RevokeUserSessions implements storage.Accounts.
+func (s *Store) RevokeUserSessions(ctx context.Context, userID string, at time.Time) (int, error) {
+	if err := storage.CheckParams("RevokeUserSessions", "userID", userID); err != nil {
+		return 0, err
+	}
+	if err := storage.CheckTime("RevokeUserSessions", "at", at); err != nil {
+		return 0, err
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE user_sessions SET revoked_at = ?
+		WHERE user_id = ? AND revoked_at IS NULL`, unixMS(at), userID)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// ListUserSessions implements storage.Accounts.
+func (s *Store) ListUserSessions(ctx context.Context, userID, after string, limit int) ([]storage.UserSession, string, error) {
+	if err := storage.CheckParams("ListUserSessions", "userID", userID); err != nil {
+		return nil, "", err
+	}
+	return page(ctx, s.r, func(sc scanner) (*storage.UserSession, storage.Cursor, error) {
+		us, err := scanUserSession(sc)
+		if err != nil {
+			return nil, storage.Cursor{}, err
+		}
+		return us, storage.Cursor{At: us.CreatedAt, ID: us.ID}, nil
+	}, `SELECT `+userSessionCols+` FROM user_sessions
+		WHERE user_id = ? AND (created_at, id) > (?, ?)
+		ORDER BY created_at, id LIMIT ?`, after, limit, userID)
+}
+
+// Keys.
+
+const keyCols = `k.id, k.tenant_id, k.kind, k.name, k.prefix, k.hash, k.scopes, k.agent_ids, k.origins,
+	k.created_by, k.created_at, k.last_used_at, k.revoked_at`
+
+// tenantActive is true for a key (aliased k) whose tenant is not disabled.
+// A key of a tenant without a row (written by a version before 0004 for
+// another tenant) counts as active.
+const tenantActive = `NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = k.tenant_id AND t.disabled_at IS NOT NULL)`
+
+func scanKey(sc scanner) (*storage.Key, error) {
+	var (
+		k                       storage.Key
+		scopes, agents, origins string
+		created                 int64
+		lastUsed, revoked       sql.NullInt64
+	)
+	err := sc.Scan(&k.ID, &k.TenantID, &k.Kind, &k.Name, &k.Prefix, &k.Hash, &scopes, &agents, &origins,
+		&k.CreatedBy, &created, &lastUsed, &revoked)
+	if err != nil {
+		return nil, err
+	}
+	if k.Scopes, err = fromJSONList(scopes); err != nil {
+		return nil, err
+	}
+	if k.AgentIDs, err = fromJSONList(agents); err != nil {
+		return nil, err
+	}
+	if k.Origins, err = fromJSONList(origins); err != nil {
+		return nil, err
+	}
+	k.CreatedAt, k.LastUsedAt, k.RevokedAt = fromMS(created), fromNullMS(lastUsed), fromNullMS(revoked)
+	return &k, nil
+}
+
+// CreateKey implements storage.Accounts. The INSERT only finds a row to
+// insert when the tenant exists.
+func (s *Store) CreateKey(ctx context.Context, k *storage.Key) error {
+	if err := k.Validate(); err != nil {
+		return err
+	}
+	return s.exec(ctx, `INSERT INTO api_keys
+		(id, tenant_id, kind, name, prefix, hash, scopes, agent_ids, origins, created_by, created_at, last_used_at)
+		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM tenants WHERE id = ?)`,
+		k.ID, k.TenantID, k.Kind, k.Name, k.Prefix, k.Hash, jsonList(k.Scopes), jsonList(k.AgentIDs),
+		jsonList(k.Origins), k.CreatedBy, unixMS(k.CreatedAt), nullMS(k.LastUsedAt), k.TenantID)
+}
+
+// KeysByPrefix implements storage.Accounts.
+func (s *Store) KeysByPrefix(ctx context.Context, prefix string) ([]storage.Key, error) {
+	if err := storage.CheckParams("KeysByPrefix", "prefix", prefix); err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+keyCols+` FROM api_keys k
+		WHERE k.prefix = ? AND k.revoked_at IS NULL AND `+tenantActive+`
+		ORDER BY k.created_at, k.id`, prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	keys := []storage.Key{}
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, *k)
+	}
+	return keys, rows.Err()
+}
+
+// GetKey implements storage.Accounts.
+func (s *Store) GetKey(ctx context.Context, tenantID, id string) (*storage.Key, error) {
+	if err := storage.CheckParams("GetKey", "tenantID", tenantID, "id", id); err != nil {
+		return nil, err
+	}
+	return get(ctx, s.r, scanKey, `SELECT `+keyCols+` FROM api_keys k WHERE k.tenant_id = ? AND k.id = ?`, tenantID, id)
+}
+
+// ListKeys implements storage.Accounts.
+func (s *Store) ListKeys(ctx context.Context, tenantID, after string, limit int) ([]storage.Key, string, error) {
+	if err := storage.CheckParams("ListKeys", "tenantID", tenantID); err != nil {
+		return nil, "", err
+	}
+	return page(ctx, s.r, func(sc scanner) (*storage.Key, storage.Cursor, error) {
+		k, err := scanKey(sc)
+		if err != nil {
+			return nil, storage.Cursor{}, err
+		}
+		return k, storage.Cursor{At: k.CreatedAt, ID: k.ID}, nil
+	}, `SELECT `+keyCols+` FROM api_keys k
+		WHERE k.tenant_id = ? AND (k.created_at, k.id) > (?, ?)
+		ORDER BY k.created_at, k.id LIMIT ?`, after, limit, tenantID)
+}
+
+// RevokeKey implements storage.Accounts.
+func (s *Store) RevokeKey(ctx context.Context, tenantID, id string, at time.Time) error {
+	if err := storage.CheckParams("RevokeKey", "tenantID", tenantID, "id", id); err != nil {
+		return err
+	}
+	if err := storage.CheckTime("RevokeKey", "at", at); err != nil {
+		return err
+	}
+	return s.exec(ctx, `UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE tenant_id = ? AND id = ?`,
+		unixMS(at), tenantID, id)
+}
+
+// TouchKey implements storage.Accounts.
+func (s *Store) TouchKey(ctx context.Context, tenantID, id string, at time.Time) error {
+	if err := storage.CheckParams("TouchKey", "tenantID", tenantID, "id", id); err != nil {
+		return err
+	}
+	if err := storage.CheckTime("TouchKey", "at", at); err != nil {
+		return err
+	}
+	ts := unixMS(at)
+	err := s.exec(ctx, `UPDATE api_keys SET last_used_at = ?
+		WHERE tenant_id = ? AND id = ? AND (last_used_at IS NULL OR last_used_at < ?)`, ts, tenantID, id, ts)
+	if errors.Is(err, storage.ErrNotFound) {
+		// A later use is already recorded, or no such key in the tenant.
+		return s.mustExist(ctx, `SELECT count(*) FROM api_keys WHERE tenant_id = ? AND id = ?`, tenantID, id)
+	}
+	return err
+}
+
+// Agents.
+
+const agentCols = `tenant_id, id, name, instructions, greeting, engine, voice, language, settings, created_at, updated_at`
+
+func scanAgent(sc scanner) (*storage.Agent, error) {
+	var (
+		a                storage.Agent
+		created, updated int64
+	)
+	err := sc.Scan(&a.TenantID, &a.ID, &a.Name, &a.Instructions, &a.Greeting, &a.Engine, &a.Voice, &a.Language,
+		&a.Settings, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	a.Settings = noBlob(a.Settings)
+	a.CreatedAt, a.UpdatedAt = fromMS(created), fromMS(updated)
+	return &a, nil
+}
+
+// CreateAgent implements storage.Accounts.
+func (s *Store) CreateAgent(ctx context.Context, a *storage.Agent) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO agents (`+agentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.TenantID, a.ID, a.Name, a.Instructions, a.Greeting, a.Engine, a.Voice, a.Language, blob(a.Settings),
+		unixMS(a.CreatedAt), unixMS(a.UpdatedAt))
+	return mapErr(err)
+}
+
+// GetAgent implements storage.Accounts.
+func (s *Store) GetAgent(ctx context.Context, tenantID, id string) (*storage.Agent, error) {
+	if err := storage.CheckParams("GetAgent", "tenantID", tenantID, "id", id); err != nil {
+		return nil, err
+	}
+	return get(ctx, s.r, scanAgent, `SELECT `+agentCols+` FROM agents WHERE tenant_id = ? AND id = ?`, tenantID, id)
+}
+
+// UpdateAgent implements storage.Accounts.
+func (s *Store) UpdateAgent(ctx context.Context, a *storage.Agent) error {
+	if err := a.ValidateUpdate(); err != nil {
+		return err
+	}
+	return s.exec(ctx, `UPDATE agents SET name = ?, instructions = ?, greeting = ?, engine = ?, voice = ?,
+		language = ?, settings = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+		a.Name, a.Instructions, a.Greeting, a.Engine, a.Voice, a.Language, blob(a.Settings), unixMS(a.UpdatedAt),
+		a.TenantID, a.ID)
+}
+
+// DeleteAgent implements storage.Accounts.
+func (s *Store) DeleteAgent(ctx context.Context, tenantID, id string) error {
+	if err := storage.CheckParams("DeleteAgent", "tenantID", tenantID, "id", id); err != nil {
+		return err
+	}
+	return s.exec(ctx, `DELETE FROM agents WHERE tenant_id = ? AND id = ?`, tenantID, id)
+}
+
+// ListAgents implements storage.Accounts.
+func (s *Store) ListAgents(ctx context.Context, tenantID, after string, limit int) ([]storage.Agent, string, error) {
+	if err := storage.CheckParams("ListAgents", "tenantID", tenantID); err != nil {
+		return nil, "", err
+	}
+	return page(ctx, s.r, func(sc scanner) (*storage.Agent, storage.Cursor, error) {
+		a, err := scanAgent(sc)
+		if err != nil {
+			return nil, storage.Cursor{}, err
+		}
+		return a, storage.Cursor{At: a.CreatedAt, ID: a.ID}, nil
+	}, `SELECT `+agentCols+` FROM agents
+		WHERE tenant_id = ? AND (created_at, id) > (?, ?)
+		ORDER BY created_at, id LIMIT ?`, after, limit, tenantID)
+}
+
+// Settings.
+
+// GetSettings implements storage.Accounts.
+func (s *Store) GetSettings(ctx context.Context, tenantID string) (*storage.Setting, error) {
+	if err := storage.CheckParams("GetSettings", "tenantID", tenantID); err != nil {
+		return nil, err
+	}
+	return get(ctx, s.r, func(sc scanner) (*storage.Setting, error) {
+		var (
+			st      storage.Setting
+			updated int64
+		)
+		if err := sc.Scan(&st.TenantID, &st.Settings, &updated); err != nil {
+			return nil, err
+		}
+		st.Settings, st.UpdatedAt = noBlob(st.Settings), fromMS(updated)
+		return &st, nil
+	}, `SELECT tenant_id, settings, updated_at FROM tenant_settings WHERE tenant_id = ?`, tenantID)
+}
+
+// PutSettings implements storage.Accounts.
+func (s *Store) PutSettings(ctx context.Context, st *storage.Setting) error {
+	if err := st.Validate(); err != nil {
+		return err
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO tenant_settings (tenant_id, settings, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (tenant_id) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at`,
+		st.TenantID, blob(st.Settings), unixMS(st.UpdatedAt))
+	return mapErr(err)
+}
+
+// The API call and audit logs.
+
+// AppendAPICalls implements storage.Accounts: one transaction, one
+// prepared INSERT run per call.
+func (s *Store) AppendAPICalls(ctx context.Context, calls []storage.APICall) error {
+	for i := range calls {
+		if err := calls[i].Validate(); err != nil {
+			return fmt.Errorf("calls[%d]: %w", i, err)
+		}
+	}
+	if len(calls) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO api_calls
+			(id, tenant_id, key_id, user_id, method, route, status, at, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i := range calls {
+			c := &calls[i]
+			_, err := stmt.ExecContext(ctx, c.ID, c.TenantID, c.KeyID, c.UserID, c.Method, c.Route, c.Status,
+				unixMS(c.At), unixMS(c.ExpiresAt))
+			if err != nil {
+				return mapErr(err)
+			}
+		}
+		return nil
+	})
+}
+
+// ListAPICalls implements storage.Accounts.
+func (s *Store) ListAPICalls(ctx context.Context, tenantID, after string, limit int) ([]storage.APICall, string, error) {
+	if err := storage.CheckParams("ListAPICalls", "tenantID", tenantID); err != nil {
+		return nil, "", err
+	}
+	return page(ctx, s.r, func(sc scanner) (*storage.APICall, storage.Cursor, error) {
+		var (
+			c           storage.APICall
+			at, expires int64
+		)
+		err := sc.Scan(&c.ID, &c.TenantID, &c.KeyID, &c.UserID, &c.Method, &c.Route, &c.Status, &at, &expires)
+		if err != nil {
+			return nil, storage.Cursor{}, err
+		}
+		c.At, c.ExpiresAt = fromMS(at), fromMS(expires)
+		return &c, storage.Cursor{At: c.At, ID: c.ID}, nil
+	}, `SELECT id, tenant_id, key_id, user_id, method, route, status, at, expires_at FROM api_calls
+		WHERE tenant_id = ? AND (at, id) > (?, ?)
+		ORDER BY at, id LIMIT ?`, after, limit, tenantID)
+}
+
+// AppendAudit implements storage.Accounts.
+func (s *Store) AppendAudit(ctx context.Context, e *storage.AuditEntry) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO audit_log
+		(id, tenant_id, actor_kind, actor_id, action, target_kind, target_id, at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.ID, e.TenantID, e.ActorKind, e.ActorID, e.Action, e.TargetKind, e.TargetID, unixMS(e.At), unixMS(e.ExpiresAt))
+	return mapErr(err)
+}
+
+// ListAudit implements storage.Accounts.
+func (s *Store) ListAudit(ctx context.Context, tenantID, after string, limit int) ([]storage.AuditEntry, string, error) {
+	if err := storage.CheckParams("ListAudit", "tenantID", tenantID); err != nil {
+		return nil, "", err
+	}
+	return page(ctx, s.r, func(sc scanner) (*storage.AuditEntry, storage.Cursor, error) {
+		var (
+			e           storage.AuditEntry
+			at, expires int64
+		)
+		err := sc.Scan(&e.ID, &e.TenantID, &e.ActorKind, &e.ActorID, &e.Action, &e.TargetKind, &e.TargetID, &at, &expires)
+		if err != nil {
+			return nil, storage.Cursor{}, err
+		}
+		e.At, e.ExpiresAt = fromMS(at), fromMS(expires)
+		return &e, storage.Cursor{At: e.At, ID: e.ID}, nil
+	}, `SELECT id, tenant_id, actor_kind, actor_id, action, target_kind, target_id, at, expires_at FROM audit_log
+		WHERE tenant_id = ? AND (at, id) > (?, ?)
+		ORDER BY at, id LIMIT ?`, after, limit, tenantID)
+}
+
+// Idempotency records.
+
+// PutIdempotency implements storage.Accounts.
+func (s *Store) PutIdempotency(ctx context.Context, r *storage.IdempotencyRecord) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	_, err := s.w.ExecContext(ctx, `INSERT INTO idempotency_records
+		(tenant_id, idem_key, request_hash, status, body, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		r.TenantID, r.Key, r.RequestHash, r.Status, blob(r.Body), unixMS(r.CreatedAt), unixMS(r.ExpiresAt))
+	return mapErr(err)
+}
+
+// GetIdempotency implements storage.Accounts.
+func (s *Store) GetIdempotency(ctx context.Context, tenantID, key string) (*storage.IdempotencyRecord, error) {
+	if err := storage.CheckParams("GetIdempotency", "tenantID", tenantID, "key", key); err != nil {
+		return nil, err
+	}
+	return get(ctx, s.r, func(sc scanner) (*storage.IdempotencyRecord, error) {
+		var (
+			r                storage.IdempotencyRecord
+			created, expires int64
+		)
+		if err := sc.Scan(&r.TenantID, &r.Key, &r.RequestHash, &r.Status, &r.Body, &created, &expires); err != nil {
+			return nil, err
+		}
+		r.Body, r.CreatedAt, r.ExpiresAt = noBlob(r.Body), fromMS(created), fromMS(expires)
+		return &r, nil
+	}, `SELECT tenant_id, idem_key, request_hash, status, body, created_at, expires_at FROM idempotency_records
+		WHERE tenant_id = ? AND idem_key = ?`, tenantID, key)
+}
