@@ -647,6 +647,11 @@ type Accounts interface {
 	// The caller compares the key's hash with Hash (crypto/subtle) and
 	// enforces Kind, Scopes, AgentIDs and Origins.
 	KeysByPrefix(ctx context.Context, prefix string) ([]Key, error)
+	// KeysRevokedSince returns the keys (of any tenant) revoked at or
+	// after since, or whose tenant was disabled at or after since: what
+	// a node caching keys must forget. It is how a revocation reaches
+	// every node within seconds.
+	KeysRevokedSince(ctx context.Context, since time.Time) ([]Key, error)
 	GetKey(ctx context.Context, tenantID, id string) (*Key, error)
 	// ListKeys lists a tenant's keys (revoked ones included) by
 	// (CreatedAt, ID).

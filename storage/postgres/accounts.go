@@ -660,6 +660,30 @@ func (s *Store) KeysByPrefix(ctx context.Context, prefix string) ([]storage.Key,
 	return keys, rows.Err()
 }
 
+// KeysRevokedSince implements storage.Accounts.
+func (s *Store) KeysRevokedSince(ctx context.Context, since time.Time) ([]storage.Key, error) {
+	if err := storage.CheckTime("KeysRevokedSince", "since", since); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+keyCols+` FROM api_keys k
+		WHERE k.revoked_at >= $1
+		   OR EXISTS (SELECT 1 FROM tenants t WHERE t.id = k.tenant_id AND t.disabled_at >= $1)
+		ORDER BY k.created_at, k.id`, ts(since))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	keys := []storage.Key{}
+	for rows.Next() {
+		k, err := scanKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, *k)
+	}
+	return keys, rows.Err()
+}
+
 // GetKey implements storage.Accounts.
 func (s *Store) GetKey(ctx context.Context, tenantID, id string) (*storage.Key, error) {
 	if err := storage.CheckParams("GetKey", "tenantID", tenantID, "id", id); err != nil {

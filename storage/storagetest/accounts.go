@@ -767,6 +767,13 @@ func testKeys(t *testing.T, s storage.Backend) {
 		t.Errorf("CountAPIKeys after a revocation = %d, %v; want 3", n, err)
 	}
 	wantErr(t, "RevokeKey(missing)", s.RevokeKey(ctx, "t1", "nope", revoked), storage.ErrNotFound)
+	// The revocation feed: the key from its revocation time on, not after.
+	if keys, err := s.KeysRevokedSince(ctx, revoked); err != nil || len(keys) != 1 || keys[0].ID != full.ID {
+		t.Errorf("KeysRevokedSince(revocation) = %v, %v; want the revoked key", ids(keys), err)
+	}
+	if keys, err := s.KeysRevokedSince(ctx, revoked.Add(time.Millisecond)); err != nil || len(keys) != 0 {
+		t.Errorf("KeysRevokedSince(after) = %v, %v; want none", ids(keys), err)
+	}
 
 	list := all(t, "ListKeys", func(after string, limit int) ([]storage.Key, string, error) {
 		return s.ListKeys(ctx, "t1", after, limit)
@@ -1505,6 +1512,7 @@ func testBOLA(t *testing.T, s storage.Backend) {
 	for _, m := range []string{"CreateUser", "GetUser", "GetUserByEmail", "UpdateUserPassword", "CreateUserSession", "RevokeUserSessions"} {
 		covered[m] = "users are not tenant data; the caller passes its own user id"
 	}
+	covered["KeysRevokedSince"] = "a node's cache invalidation feed across tenants; it returns keys already held, never to a tenant's caller"
 	for _, m := range []string{"KeysByPrefix", "InvitationByPrefix", "UserSessionByPrefix", "AcceptInvitation", "TouchUserSession"} {
 		covered[m] = "lookup by a secret's prefix, or use of what it found: possession of the secret is the authorization"
 	}
