@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,23 @@ import (
 type Principal struct {
 	TenantID string
 	KeyID    string
+	// Kind is storage.KeySecret or storage.KeyPublishable. A secret key
+	// has Scopes; a publishable key is bound to AgentIDs and Origins and
+	// can only mint ephemeral keys.
+	Kind     string
+	Scopes   []string
+	AgentIDs []string
+	Origins  []string
+}
+
+// hasScope reports whether p is a secret key with scope.
+func (p Principal) hasScope(scope string) bool {
+	return p.Kind == storage.KeySecret && slices.Contains(p.Scopes, scope)
+}
+
+// ownerPrincipal is what the operator's key acts as.
+func ownerPrincipal(tenantID, keyID string) Principal {
+	return Principal{TenantID: tenantID, KeyID: keyID, Kind: storage.KeySecret, Scopes: storage.OwnerKeyScopes()}
 }
 
 // Authenticator resolves a presented secret key to a Principal.
@@ -109,7 +127,7 @@ func (a *KeyAuth) Authenticate(ctx context.Context, key string) (Principal, erro
 	h := HashKey(key)
 	if a.fixedHash != nil {
 		if subtle.ConstantTimeCompare(h, a.fixedHash) == 1 {
-			return Principal{TenantID: storage.DefaultTenant, KeyID: "env"}, nil
+			return ownerPrincipal(storage.DefaultTenant, "env"), nil
 		}
 		return Principal{}, ErrUnauthenticated
 	}
@@ -123,7 +141,7 @@ func (a *KeyAuth) Authenticate(ctx context.Context, key string) (Principal, erro
 	for _, k := range keys {
 		if subtle.ConstantTimeCompare(h, k.Hash) == 1 {
 			a.touch(ctx, k.ID)
-			return Principal{TenantID: k.TenantID, KeyID: k.ID}, nil
+			return ownerPrincipal(k.TenantID, k.ID), nil
 		}
 	}
 	return Principal{}, ErrUnauthenticated

@@ -76,6 +76,9 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 	// The key is checked (and an ephemeral key used up) only for an offer
 	// that can be answered.
 	g, herr := s.authorize(r.Context(), bearer(r), true)
+	if herr == nil {
+		herr = requireRealtime(g)
+	}
 	if herr != nil {
 		refuse(herr)
 		return
@@ -298,6 +301,9 @@ func offerError(err error) *httpError {
 // key of the call's tenant): the call ends and its conversation is kept.
 func (s *Server) hangupCall(w http.ResponseWriter, r *http.Request) {
 	g, herr := s.authorize(r.Context(), bearer(r), false)
+	if herr == nil {
+		herr = requireRealtime(g)
+	}
 	if herr != nil {
 		herr.write(w)
 		return
@@ -328,6 +334,9 @@ func (s *Server) liveCall(id string, p Principal) *call {
 // with a secret key of the call's tenant.
 func (s *Server) sideband(w http.ResponseWriter, r *http.Request, key, callID string) {
 	g, herr := s.authorize(r.Context(), key, false)
+	if herr == nil {
+		herr = requireRealtime(g)
+	}
 	if herr != nil {
 		herr.write(w)
 		return
@@ -478,4 +487,24 @@ func (d *dcConn) closeNow() error {
 		d.endedBySession.Store(true)
 	}
 	return d.rc.Close()
+}
+
+// secretsPreflight answers the CORS preflight of POST
+// /v1/realtime/client_secrets from a browser holding a publishable key.
+// A preflight carries no key, so it is answered for any origin; the POST
+// itself is refused unless its key allows the origin (and only then gets
+// Access-Control-Allow-Origin).
+func (s *Server) secretsPreflight(w http.ResponseWriter, r *http.Request) {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		writeNoPreflight(w)
+		return
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -140,11 +141,42 @@ type clientSecretRequest struct {
 	Session json.RawMessage `json:"session"`
 }
 
+// requireRealtime refuses keys that may not use the realtime API directly:
+// publishable keys (they only mint ephemeral keys) and secret keys
+// without the realtime scope. Ephemeral keys carry their own grant.
+func requireRealtime(g grant) *httpError {
+	switch {
+	case g.ephemeral || g.principal.hasScope(storage.ScopeRealtime):
+		return nil
+	case g.principal.Kind == storage.KeyPublishable:
+		return &httpError{status: http.StatusForbidden, typ: "invalid_request_error", code: "insufficient_scope",
+			msg: "a publishable key only mints ephemeral keys (POST /v1/realtime/client_secrets); open the session with the ephemeral key"}
+	}
+	return &httpError{status: http.StatusForbidden, typ: "invalid_request_error", code: "insufficient_scope",
+		msg: "this key lacks the realtime scope"}
+}
+
 // clientSecrets mints an ephemeral key: POST /v1/realtime/client_secrets
-// with a secret key.
+// with a secret key (realtime scope), or from a browser with a publishable
+// key, whose allowed origins and agents bound what it may mint.
 func (s *Server) clientSecrets(w http.ResponseWriter, r *http.Request) {
 	g, herr := s.authorize(r.Context(), bearer(r), false)
 	if herr != nil {
+		herr.write(w)
+		return
+	}
+	publishable := g.principal.Kind == storage.KeyPublishable
+	if publishable {
+		origin := r.Header.Get("Origin")
+		if origin == "" || !slices.Contains(g.principal.Origins, origin) {
+			s.log.Info().Str("key_id", g.principal.KeyID).Str("origin", origin).Msg("publishable key refused: origin not allowed")
+			(&httpError{status: http.StatusForbidden, typ: "invalid_request_error", code: "origin_not_allowed",
+				msg: "this publishable key is not allowed from origin " + quote(origin)}).write(w)
+			return
+		}
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		w.Header().Add("Vary", "Origin")
+	} else if herr := requireRealtime(g); herr != nil {
 		herr.write(w)
 		return
 	}
@@ -175,6 +207,11 @@ func (s *Server) clientSecrets(w http.ResponseWriter, r *http.Request) {
 	a, u, herr := s.sessionRequest(req.Session, "session", r.URL.Query().Get("model"))
 	if herr != nil {
 		herr.write(w)
+		return
+	}
+	if publishable && !slices.Contains(g.principal.AgentIDs, a.ID) {
+		(&httpError{status: http.StatusForbidden, typ: "invalid_request_error", code: "agent_not_allowed", param: "session.model",
+			msg: "this publishable key is not bound to agent " + quote(a.ID)}).write(w)
 		return
 	}
 	now := s.now()

@@ -159,6 +159,7 @@ func New(opts Options) (*Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /v1/realtime", s.realtime)
 	mux.HandleFunc("POST /v1/realtime/client_secrets", s.clientSecrets)
+	mux.HandleFunc("OPTIONS /v1/realtime/client_secrets", s.secretsPreflight)
 	mux.HandleFunc("POST /v1/realtime/calls", s.createCall)
 	mux.HandleFunc("OPTIONS /v1/realtime/calls", func(w http.ResponseWriter, r *http.Request) { s.cors(w, r) })
 	mux.HandleFunc("POST /v1/realtime/calls/{call_id}/hangup", s.hangupCall)
@@ -223,10 +224,16 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g, herr := s.authorize(r.Context(), key, true)
+	if herr == nil {
+		herr = requireRealtime(g)
+	}
 	if herr != nil {
 		reason := "unauthenticated"
-		if herr.status >= 500 {
+		switch {
+		case herr.status >= 500:
 			reason = "auth_unavailable"
+		case herr.status == http.StatusForbidden:
+			reason = "insufficient_scope"
 		}
 		s.metrics.sessionsRefused.WithLabelValues(reason).Inc()
 		herr.write(w)

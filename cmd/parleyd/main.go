@@ -21,6 +21,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
+	"parley/access"
 	"parley/agent"
 	"parley/agent/kb"
 	"parley/agent/knowledge"
@@ -43,7 +44,8 @@ func main() {
 type Main struct {
 	Config  config.Config
 	Log     zerolog.Logger
-	Store   storage.Store
+	Store   storage.Backend
+	Keys    *access.KeyCache // every tenant's keys, cached; its Run follows revocations
 	Gateway *gateway.Server
 	Edge    *rtc.Edge // WebRTC media edge; nil when webrtc.udp_address is empty
 
@@ -55,6 +57,8 @@ type Main struct {
 	closeVoice func()
 	stopSweep  context.CancelFunc
 	sweepDone  chan struct{}
+	stopKeys   context.CancelFunc
+	keysDone   chan struct{}
 }
 
 // NewMain returns an unstarted Main.
@@ -131,10 +135,18 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 		return err
 	}
 	m.closeVoice = closeVoice
-	auth, generated, err := gateway.BootstrapKeys(ctx, store, cfg.Auth.APIKey)
+	generated, err := gateway.BootstrapAccounts(ctx, store, cfg.Auth.APIKey, time.Now())
 	if err != nil {
 		return err
 	}
+	m.Keys = access.NewKeyCache(store)
+	keysCtx, stopKeys := context.WithCancel(context.Background())
+	m.stopKeys, m.keysDone = stopKeys, make(chan struct{})
+	go func() {
+		defer close(m.keysDone)
+		_ = m.Keys.Run(keysCtx)
+	}()
+	auth := &gateway.AccountAuth{Keys: m.Keys}
 	if w := cfg.WebRTC; w.Enabled() {
 		servers := make([]rtc.ICEServer, len(w.ICEServers))
 		for i, x := range w.ICEServers {
@@ -323,6 +335,10 @@ func (m *Main) Close() error {
 	if m.stopSweep != nil {
 		m.stopSweep()
 		<-m.sweepDone
+	}
+	if m.stopKeys != nil {
+		m.stopKeys()
+		<-m.keysDone
 	}
 	if m.closeVoice != nil {
 		m.closeVoice()
