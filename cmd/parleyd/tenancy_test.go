@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"parley/gateway"
+	"parley/storage"
+)
+
+// storeKey stores a key of the default tenant and returns its secret.
+func storeKey(t *testing.T, r *running, kind string, scopes, agents, origins []string) (string, *storage.Key) {
+	t.Helper()
+	secret := gateway.NewSecretKey()
+	if kind == storage.KeyPublishable {
+		secret = "pk_" + strings.TrimPrefix(secret, "sk_")
+	}
+	k := &storage.Key{ID: "key_" + secret[3:15], TenantID: storage.DefaultTenant, Kind: kind, Prefix: secret[:gateway.KeyPrefixLen],
+		Hash: gateway.HashKey(secret), Scopes: scopes, AgentIDs: agents, Origins: origins, CreatedAt: time.Now().UTC()}
+	if err := r.m.Store.CreateKey(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	return secret, k
+}
+
+func postJSON(t *testing.T, url, key, origin, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestKeyKindsAndRevocation: publishable keys mint ephemeral keys only
+// from their origins and for their agents; scopes bound secret keys; a
+// revoked key stops working within seconds; no refusal logs the key.
+func TestKeyKindsAndRevocation(t *testing.T) {
+	r := start(t, "../../configs/parley.yaml", "PARLEY_STORAGE_URL="+t.TempDir()+"/p.db")
+	base := "http" + strings.TrimPrefix(r.base, "ws")
+	secrets := "/v1/realtime/client_secrets"
+
+	pk, _ := storeKey(t, r, storage.KeyPublishable, nil, []string{"assistant"}, []string{"https://shop.example.com"})
+	if code, body := postJSON(t, base+secrets, pk, "https://evil.example.net", `{}`); code != 403 || !strings.Contains(body, "origin_not_allowed") {
+		t.Errorf("publishable key from a disallowed origin: %d %s", code, body)
+	}
+	if code, body := postJSON(t, base+secrets, pk, "", `{}`); code != 403 {
+		t.Errorf("publishable key without an origin: %d %s", code, body)
+	}
+	if code, body := postJSON(t, base+secrets, pk, "https://shop.example.com", `{"session":{"model":"assistant"}}`); code != 200 || !strings.Contains(body, `"ek_`) {
+		t.Errorf("publishable key from its origin: %d %s", code, body)
+	}
+	// A publishable key cannot open a session itself.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, r.base+"/v1/realtime?model=assistant", &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + pk}}})
+	if err == nil || resp == nil || resp.StatusCode != 403 {
+		t.Errorf("session with a publishable key: %v %v", err, resp)
+	}
+	// A management-only secret key cannot use the realtime API.
+	mgmt, _ := storeKey(t, r, storage.KeySecret, []string{storage.ScopeManagement}, nil, nil)
+	if code, body := postJSON(t, base+secrets, mgmt, "", `{}`); code != 403 || !strings.Contains(body, "insufficient_scope") {
+		t.Errorf("management-only key minting: %d %s", code, body)
+	}
+	// A realtime key works until it is revoked, then within seconds not.
+	rt, rtKey := storeKey(t, r, storage.KeySecret, []string{storage.ScopeRealtime}, nil, nil)
+	if code, body := postJSON(t, base+secrets, rt, "", `{}`); code != 200 {
+		t.Fatalf("realtime key: %d %s", code, body)
+	}
+	if err := r.m.Store.RevokeKey(context.Background(), storage.DefaultTenant, rtKey.ID, time.Now().UTC()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := postJSON(t, base+secrets, rt, "", `{}`)
+		if code == 401 && strings.Contains(body, "invalid_api_key") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("revoked key still accepted after 10 s: %d %s", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	logs := r.stderr.String()
+	for _, secret := range []string{pk, mgmt, rt} {
+		if strings.Contains(logs, secret) || strings.Contains(logs, secret[12:]) {
+			t.Errorf("the logs hold a key")
+		}
+	}
+	if !strings.Contains(logs, "publishable key refused") {
+		t.Errorf("the refusal of the publishable key was not logged")
+	}
+}
