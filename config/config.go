@@ -103,6 +103,13 @@ type Realtime struct {
 	MaxDuration     time.Duration `yaml:"max_duration"`
 	MaxSessions     int           `yaml:"max_sessions"`
 	HistoryMessages int           `yaml:"history_messages"`
+	// Abuse limits (0 turns one off).
+	MaxSessionsPerTenant int     `yaml:"max_sessions_per_tenant"`
+	MaxSessionsPerKey    int     `yaml:"max_sessions_per_key"`
+	KeyRequestsPerSecond float64 `yaml:"key_requests_per_second"`
+	KeyBurst             int     `yaml:"key_burst"`
+	IPRequestsPerSecond  float64 `yaml:"ip_requests_per_second"`
+	IPBurst              int     `yaml:"ip_burst"`
 }
 
 // Storage selects the backend.
@@ -218,13 +225,15 @@ func Default() Config {
 	return Config{
 		HTTP: HTTP{Addr: ":8080", ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second},
 		Realtime: Realtime{
-			ReadLimitBytes:  1 << 20,
-			OutboundQueue:   512,
-			WriteTimeout:    10 * time.Second,
-			IdleTimeout:     15 * time.Minute,
-			MaxDuration:     60 * time.Minute,
-			MaxSessions:     10000,
-			HistoryMessages: 40,
+			ReadLimitBytes:       1 << 20,
+			OutboundQueue:        512,
+			WriteTimeout:         10 * time.Second,
+			IdleTimeout:          15 * time.Minute,
+			MaxDuration:          60 * time.Minute,
+			MaxSessions:          10000,
+			HistoryMessages:      40,
+			MaxSessionsPerTenant: 1000, MaxSessionsPerKey: 500,
+			KeyRequestsPerSecond: 20, KeyBurst: 50, IPRequestsPerSecond: 50, IPBurst: 200,
 		},
 		Storage:   Storage{URL: "./data/parley.db", SweepInterval: time.Hour, SweepBatch: 1000},
 		Retention: Retention{TranscriptDays: 90, MetadataDays: 365},
@@ -424,6 +433,12 @@ func setScalar(f reflect.Value, s string) error {
 			return fmt.Errorf("invalid boolean %q (want true or false)", s)
 		}
 		f.SetBool(b)
+	case f.Kind() == reflect.Float64:
+		x, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("invalid number %q", s)
+		}
+		f.SetFloat(x)
 	case f.Kind() == reflect.Int || f.Kind() == reflect.Int64:
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
@@ -498,6 +513,26 @@ func (c *Config) Validate() error {
 	positive("realtime.max_duration", r.MaxDuration)
 	if r.MaxSessions < 1 {
 		bad("realtime.max_sessions", "must be at least 1, got %d", r.MaxSessions)
+	}
+	for _, l := range []struct {
+		key string
+		n   int
+	}{{"realtime.max_sessions_per_tenant", r.MaxSessionsPerTenant}, {"realtime.max_sessions_per_key", r.MaxSessionsPerKey},
+		{"realtime.key_burst", r.KeyBurst}, {"realtime.ip_burst", r.IPBurst}} {
+		if l.n < 0 {
+			bad(l.key, "must not be negative (0 turns the limit off), got %d", l.n)
+		}
+	}
+	for _, l := range []struct {
+		key   string
+		rate  float64
+		burst int
+	}{{"realtime.key_requests_per_second", r.KeyRequestsPerSecond, r.KeyBurst}, {"realtime.ip_requests_per_second", r.IPRequestsPerSecond, r.IPBurst}} {
+		if l.rate < 0 {
+			bad(l.key, "must not be negative (0 turns the limit off), got %v", l.rate)
+		} else if l.rate > 0 && l.burst < 1 {
+			bad(l.key, "needs a burst of at least 1")
+		}
 	}
 	if r.HistoryMessages < 1 || r.HistoryMessages > 1000 {
 		bad("realtime.history_messages", "must be between 1 and 1000, got %d", r.HistoryMessages)

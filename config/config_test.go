@@ -106,6 +106,9 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"webrtc ice unknown key", "webrtc:\n  ice_servers:\n    - url: x\n" + minimal, nil, `unknown key "url" in webrtc.ice_servers[]`},
 		{"webrtc connect timeout", "webrtc:\n  connect_timeout: 500ms\n" + minimal, nil, "webrtc.connect_timeout"},
 		{"webrtc per key", "webrtc:\n  max_calls: 5\n  max_calls_per_key: 6\n" + minimal, nil, "webrtc.max_calls_per_key"},
+		{"negative session limit", "realtime:\n  max_sessions_per_key: -1\n" + minimal, nil, "realtime.max_sessions_per_key"},
+		{"rate without burst", "realtime:\n  key_requests_per_second: 5\n  key_burst: 0\n" + minimal, nil, "realtime.key_requests_per_second: needs a burst"},
+		{"env bad float", minimal, []string{"PARLEY_REALTIME_IP_REQUESTS_PER_SECOND=fast"}, "PARLEY_REALTIME_IP_REQUESTS_PER_SECOND (realtime.ip_requests_per_second): invalid number"},
 		{"env bad bool", minimal, []string{"PARLEY_WEBRTC_INCLUDE_LOOPBACK=sometimes"}, "PARLEY_WEBRTC_INCLUDE_LOOPBACK (webrtc.include_loopback): invalid boolean"},
 	}
 	for _, tt := range tests {

@@ -196,10 +196,13 @@ func (s *Server) reserveCall(p Principal) *httpError {
 		return &httpError{status: http.StatusTooManyRequests, typ: "invalid_request_error", code: "call_limit_reached",
 			msg: "this key has reached its limit of concurrent calls", retryAfter: 2}
 	}
+	if limit := s.sessionLimitLocked(p); limit != "" {
+		return &httpError{status: http.StatusTooManyRequests, typ: "invalid_request_error", code: realtime.CodeSessionLimitReached,
+			msg: limit, retryAfter: 2}
+	}
 	s.activeCalls++
 	s.callsPerKey[p.KeyID]++
-	s.sessions++
-	s.wg.Add(1)
+	s.takeSessionLocked(p)
 	return nil
 }
 
@@ -210,7 +213,7 @@ func (s *Server) releaseCall(p Principal) {
 		delete(s.callsPerKey, p.KeyID)
 	}
 	s.mu.Unlock()
-	s.release()
+	s.release(p)
 }
 
 // callSettings picks the call's agent and the session settings to apply

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -84,7 +85,11 @@ func (s *Server) authorize(ctx context.Context, key string, allowEphemeral bool)
 		if !allowEphemeral {
 			return grant{}, unauth("ephemeral_key_not_allowed", "this endpoint needs a secret key (sk_...); ephemeral keys only open sessions and calls")
 		}
-		return s.redeem(ctx, key, unauth)
+		g, herr := s.redeem(ctx, key, unauth)
+		if herr == nil {
+			herr = s.limitKey(g.principal.KeyID)
+		}
+		return g, herr
 	}
 	p, err := s.opts.Auth.Authenticate(ctx, key)
 	if err != nil {
@@ -95,7 +100,43 @@ func (s *Server) authorize(ctx context.Context, key string, allowEphemeral bool)
 		return grant{}, &httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: "auth_unavailable",
 			msg: "authentication is unavailable; try again", retryAfter: 1}
 	}
-	return grant{principal: p}, nil
+	return grant{principal: p}, s.limitKey(p.KeyID)
+}
+
+// limitKey takes one request from the key's rate limit.
+func (s *Server) limitKey(keyID string) *httpError {
+	if s.keyLimiter == nil {
+		return nil
+	}
+	if ok, wait := s.keyLimiter.Allow(keyID); !ok {
+		s.metrics.rateLimited.WithLabelValues("key").Inc()
+		return tooMany("this key is sending requests too fast", wait)
+	}
+	return nil
+}
+
+func tooMany(msg string, wait time.Duration) *httpError {
+	return &httpError{status: http.StatusTooManyRequests, typ: "invalid_request_error", code: "rate_limit_exceeded",
+		msg: msg + "; retry after the Retry-After header's seconds", retryAfter: max(1, int((wait+time.Second-1)/time.Second))}
+}
+
+// limitIP wraps a handler with the per-client-IP rate limit.
+func (s *Server) limitIP(h http.HandlerFunc) http.HandlerFunc {
+	if s.ipLimiter == nil {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		ip, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			ip = r.RemoteAddr
+		}
+		if ok, wait := s.ipLimiter.Allow(ip); !ok {
+			s.metrics.rateLimited.WithLabelValues("ip").Inc()
+			tooMany("too many requests from this address", wait).write(w)
+			return
+		}
+		h(w, r)
+	}
 }
 
 // redeem consumes an ephemeral key.

@@ -34,6 +34,7 @@ type metrics struct {
 	callSetup       prometheus.Histogram
 	rtpDropped      prometheus.Counter
 	sidebands       prometheus.Counter
+	rateLimited     *prometheus.CounterVec
 }
 
 var knownClientEvents = map[string]bool{
@@ -90,6 +91,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		sidebands: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_webrtc_sidebands_total",
 			Help: "Sideband WebSockets attached to calls."}),
 	}
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_rate_limited_total",
+		Help: "Requests refused with 429 by a rate limit, by limit (key, ip)."}, []string{"limit"})
+	reg.MustRegister(m.rateLimited)
 	reg.MustRegister(m.ephemeralKeys, m.callsActive, m.callsTotal, m.callsRefused, m.callsEnded, m.callSetup, m.rtpDropped, m.sidebands)
 	reg.MustRegister(m.sessionsActive, m.sessionsTotal, m.sessionsRefused, m.clientEvents, m.errors, m.responses,
 		m.firstToken, m.responseTime, m.gatewayAdded, m.slowClients, m.storageErrors, m.sweptRows, m.bargeIns,

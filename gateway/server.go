@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"parley/access"
 	"parley/agent"
 	"parley/realtime"
 	"parley/rtc"
@@ -55,6 +56,14 @@ type Options struct {
 	ConnectTimeout time.Duration // ICE+DTLS must complete within it (15s)
 	MaxCalls       int           // concurrent calls on this node (1000)
 	MaxCallsPerKey int           // concurrent calls per key (100)
+
+	// Abuse limits of the realtime endpoints (0: off): concurrent sessions
+	// (WebSocket and calls) per tenant and per key; requests per second
+	// (token bucket with a burst) per key and per client IP.
+	MaxSessionsPerTenant    int
+	MaxSessionsPerKey       int
+	RatePerKey, RatePerIP   float64
+	BurstPerKey, BurstPerIP int
 
 	Logger   zerolog.Logger
 	Registry *prometheus.Registry // nil: a new registry with Go and process collectors
@@ -119,9 +128,13 @@ type Server struct {
 	mu          sync.Mutex
 	sessions    int
 	closed      bool
-	calls       map[string]*call
-	activeCalls int
-	callsPerKey map[string]int
+	calls          map[string]*call
+	activeCalls    int
+	callsPerKey    map[string]int
+	tenantSessions map[string]int // sessions and calls per tenant
+	keySessions    map[string]int // per key (the minting key for ephemeral ones)
+	keyLimiter     *access.Limiter
+	ipLimiter      *access.Limiter
 	wg          sync.WaitGroup // one per live session
 
 	draining  chan struct{} // closed: finish turns in flight, accept nothing new
@@ -151,18 +164,25 @@ func New(opts Options) (*Server, error) {
 		opts: opts, log: opts.Logger, registry: reg, metrics: newMetrics(reg),
 		draining: make(chan struct{}), hardStop: make(chan struct{}),
 		calls: map[string]*call{}, callsPerKey: map[string]int{},
+		tenantSessions: map[string]int{}, keySessions: map[string]int{},
+	}
+	if opts.RatePerKey > 0 {
+		s.keyLimiter = access.NewLimiter(opts.RatePerKey, opts.BurstPerKey, 0)
+	}
+	if opts.RatePerIP > 0 {
+		s.ipLimiter = access.NewLimiter(opts.RatePerIP, opts.BurstPerIP, 0)
 	}
 	s.recorder = newRecorder(opts.Store, opts.Logger, s.metrics, 2, 2048)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /v1/realtime", s.realtime)
-	mux.HandleFunc("POST /v1/realtime/client_secrets", s.clientSecrets)
-	mux.HandleFunc("OPTIONS /v1/realtime/client_secrets", s.secretsPreflight)
-	mux.HandleFunc("POST /v1/realtime/calls", s.createCall)
-	mux.HandleFunc("OPTIONS /v1/realtime/calls", func(w http.ResponseWriter, r *http.Request) { s.cors(w, r) })
-	mux.HandleFunc("POST /v1/realtime/calls/{call_id}/hangup", s.hangupCall)
+	mux.HandleFunc("GET /v1/realtime", s.limitIP(s.realtime))
+	mux.HandleFunc("POST /v1/realtime/client_secrets", s.limitIP(s.clientSecrets))
+	mux.HandleFunc("OPTIONS /v1/realtime/client_secrets", s.limitIP(s.secretsPreflight))
+	mux.HandleFunc("POST /v1/realtime/calls", s.limitIP(s.createCall))
+	mux.HandleFunc("OPTIONS /v1/realtime/calls", s.limitIP(func(w http.ResponseWriter, r *http.Request) { s.cors(w, r) }))
+	mux.HandleFunc("POST /v1/realtime/calls/{call_id}/hangup", s.limitIP(s.hangupCall))
 	mux.HandleFunc("/v1/realtime", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET")
 		writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed", "the realtime endpoint is a WebSocket: GET with an Upgrade header")
@@ -257,10 +277,10 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "server_error", "shutting_down", "the server is shutting down; connect again")
 		return
 	}
-	full := s.sessions >= s.opts.MaxSessions
+	limit := s.sessionLimitLocked(p)
+	full := limit != ""
 	if !full {
-		s.sessions++
-		s.wg.Add(1)
+		s.takeSessionLocked(p)
 	}
 	s.mu.Unlock()
 
@@ -274,7 +294,7 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 		s.metrics.sessionsRefused.WithLabelValues("handshake").Inc()
 		s.log.Info().Err(err).Str("origin", r.Header.Get("Origin")).Msg("websocket handshake refused")
 		if !full {
-			s.release()
+			s.release(p)
 		}
 		return
 	}
@@ -286,9 +306,9 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 		a, known, model = g.agent, true, g.agent.ID
 	}
 	if full || !known {
-		s.refuseSession(conn, full, model)
+		s.refuseSession(conn, limit, model)
 		if !full {
-			s.release()
+			s.release(p)
 		}
 		return
 	}
@@ -307,7 +327,7 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 	// connection's serving goroutine and its grown stack go away, which
 	// keeps an idle session small.
 	go func() {
-		defer s.release()
+		defer s.release(p)
 		defer s.metrics.sessionsActive.Dec()
 		sess.serve()
 		sess.log.Info().Int("turns", sess.turnSeq).Msg("session ended")
@@ -316,15 +336,15 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 
 // refuseSession tells a client why it cannot have a session (an error event
 // it can read even from a browser) and closes.
-func (s *Server) refuseSession(conn *websocket.Conn, full bool, model string) {
+func (s *Server) refuseSession(conn *websocket.Conn, limit, model string) {
 	code, param, status := "model_not_found", "model", websocket.StatusPolicyViolation
 	msg := "no agent named " + quote(model) + "; pass ?model=AGENT_ID (agents: " + strings.Join(s.agentIDs(), ", ") + ")"
 	if model == "" {
 		msg = "the model query parameter is required: ?model=AGENT_ID (agents: " + strings.Join(s.agentIDs(), ", ") + ")"
 	}
-	if full {
+	if limit != "" {
 		code, param, status = realtime.CodeSessionLimitReached, "", websocket.StatusTryAgainLater
-		msg = "this node has reached its session limit; try again shortly"
+		msg = limit
 	}
 	s.metrics.sessionsRefused.WithLabelValues(code).Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
@@ -336,9 +356,37 @@ func (s *Server) refuseSession(conn *websocket.Conn, full bool, model string) {
 	_ = conn.Close(status, code)
 }
 
-func (s *Server) release() {
+// sessionLimitLocked returns why p may not open another session (node,
+// tenant or key limit reached), or "". s.mu is held.
+func (s *Server) sessionLimitLocked(p Principal) string {
+	switch {
+	case s.sessions >= s.opts.MaxSessions:
+		return "this node has reached its session limit; try again shortly"
+	case s.opts.MaxSessionsPerTenant > 0 && s.tenantSessions[p.TenantID] >= s.opts.MaxSessionsPerTenant:
+		return "your organisation has reached its limit of concurrent sessions"
+	case s.opts.MaxSessionsPerKey > 0 && s.keySessions[p.KeyID] >= s.opts.MaxSessionsPerKey:
+		return "this key has reached its limit of concurrent sessions"
+	}
+	return ""
+}
+
+// takeSessionLocked counts a session of p. s.mu is held.
+func (s *Server) takeSessionLocked(p Principal) {
+	s.sessions++
+	s.tenantSessions[p.TenantID]++
+	s.keySessions[p.KeyID]++
+	s.wg.Add(1)
+}
+
+func (s *Server) release(p Principal) {
 	s.mu.Lock()
 	s.sessions--
+	if s.tenantSessions[p.TenantID]--; s.tenantSessions[p.TenantID] <= 0 {
+		delete(s.tenantSessions, p.TenantID)
+	}
+	if s.keySessions[p.KeyID]--; s.keySessions[p.KeyID] <= 0 {
+		delete(s.keySessions, p.KeyID)
+	}
 	s.mu.Unlock()
 	s.wg.Done()
 }

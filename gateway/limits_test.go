@@ -1,0 +1,88 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"parley/realtime"
+)
+
+func TestSessionLimitPerKey(t *testing.T) {
+	h := newHarness(t, &scriptAgent{deltas: []string{"Hi."}}, func(o *Options) { o.MaxSessionsPerKey = 1 })
+	first := h.mustDial()
+	c, _, err := h.dial("?model=assistant", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := c.next()
+	if ev["type"] != realtime.TypeError || ev["error"].(map[string]any)["code"] != realtime.CodeSessionLimitReached ||
+		!strings.Contains(ev["error"].(map[string]any)["message"].(string), "this key") {
+		t.Fatalf("second session of the key: %v", ev)
+	}
+	if _, err := c.read(2 * time.Second); websocket.CloseStatus(err) != websocket.StatusTryAgainLater {
+		t.Fatalf("close %v, want 1013", err)
+	}
+	_ = first.conn.Close(websocket.StatusNormalClosure, "")
+	waitNoSessions(t, h.gw)
+	h.mustDial() // the slot came back
+}
+
+func TestSessionLimitPerTenant(t *testing.T) {
+	h := newHarness(t, &scriptAgent{deltas: []string{"Hi."}}, func(o *Options) { o.MaxSessionsPerTenant = 2 })
+	h.mustDial()
+	h.mustDial()
+	c, _, err := h.dial("?model=assistant", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := c.next(); ev["type"] != realtime.TypeError || !strings.Contains(ev["error"].(map[string]any)["message"].(string), "organisation") {
+		t.Fatalf("third session of the tenant: %v", ev)
+	}
+}
+
+func TestRateLimitPerKeyAndIP(t *testing.T) {
+	h := newHarness(t, &scriptAgent{deltas: []string{"Hi."}}, func(o *Options) {
+		o.RatePerKey, o.BurstPerKey = 0.5, 3
+	})
+	for i := 0; i < 3; i++ {
+		if code, m := h.mint(testKey, "application/json", `{}`); code != 200 {
+			t.Fatalf("request %d within the burst: %d %v", i, code, m)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, h.srv.URL+"/v1/realtime/client_secrets", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "2" {
+		t.Fatalf("over the key's rate: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if n := counterValue(h.gw.metrics.rateLimited.WithLabelValues("key")); n != 1 {
+		t.Errorf("rate-limited counter %v", n)
+	}
+
+	// Per IP, before any authentication: even unauthenticated guessing is
+	// throttled.
+	h2 := newHarness(t, &scriptAgent{deltas: []string{"Hi."}}, func(o *Options) { o.RatePerIP, o.BurstPerIP = 1, 2 })
+	codes := []int{}
+	for i := 0; i < 3; i++ {
+		code, _ := h2.mint("sk_guess_0123456789abcdef", "application/json", `{}`)
+		codes = append(codes, code)
+	}
+	if codes[0] != 401 || codes[1] != 401 || codes[2] != 429 {
+		t.Fatalf("guesses from one address: %v, want 401 401 429", codes)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, resp, err := websocket.Dial(ctx, h2.url+"/v1/realtime?model=assistant", nil); err == nil || resp.StatusCode != 429 {
+		t.Fatalf("WebSocket over the IP's rate: %v %v", err, resp)
+	}
+}
