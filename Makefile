@@ -20,6 +20,7 @@ test: deps
 bench: deps
 	$(GO) run ./bench/gatewaybench $(ARGS)
 	$(GO) run ./bench/voicebench
+	$(GO) run ./bench/callbench
 
 lint: deps
 	$(GO) vet ./...

@@ -24,6 +24,7 @@ type script struct {
 	opus       [][]byte // one 20 ms Opus packet each
 	pcmEvents  [][]byte // input_audio_buffer.append, audio/pcm 24 kHz: the packets decoded
 	opusEvents [][]byte // input_audio_buffer.append, audio/opus: the packets as they are
+	pcm24      []int16  // the whole script decoded to 24 kHz
 	speech     time.Duration
 
 	silenceOpus      []byte // one 20 ms packet of silence
@@ -91,6 +92,7 @@ func loadScript(dir string, gap time.Duration) (*script, error) {
 		if len(pcm) != 480 {
 			return nil, fmt.Errorf("a packet decoded to %d samples at 24 kHz, want 480 (20 ms)", len(pcm))
 		}
+		s.pcm24 = append(s.pcm24, pcm...)
 		raw = media.PCM16LEToBytes(raw[:0], pcm)
 		s.pcmEvents = append(s.pcmEvents, appendEvent(raw))
 		s.opusEvents = append(s.opusEvents, appendEvent(p))

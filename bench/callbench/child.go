@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,8 @@ func childMain(args []string) int {
 	dir := fs.String("dir", "", "temp directory for the SQLite file, removed on exit")
 	ttsChunk := fs.Duration("tts-chunk", 50*time.Millisecond, "synthesizer chunk")
 	ttsLead := fs.Duration("tts-lead", 200*time.Millisecond, "synthesizer lead over real time")
+	ttsAudio := fs.String("tts-audio", "speech", "what the synthesizer says: speech (the fixtures) or tone")
+	fixtures := fs.String("fixtures", "testdata/audio", "the spoken fixtures (for -tts-audio speech)")
 	speak := fs.Duration("speak", time.Minute, "audio length of the agent's answer")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -88,7 +91,15 @@ func childMain(args []string) int {
 		return fail(err)
 	}
 	rec := &discardRecognizer{}
-	syn := newToneSynth(*ttsChunk, *ttsLead)
+	var speech []int16
+	if *ttsAudio == "speech" {
+		sc, err := loadScript(*fixtures, 0)
+		if err != nil {
+			return fail(err)
+		}
+		speech = sc.pcm24
+	}
+	syn := newSynth(speech, *ttsChunk, *ttsLead)
 	gw, err := gateway.New(gateway.Options{
 		Agents: map[string]*agent.Agent{agentID: {
 			ID: agentID, Name: "Bench", Instructions: "You are a benchmark agent.",
@@ -108,6 +119,7 @@ func childMain(args []string) int {
 		if r.URL.Query().Get("gc") == "1" {
 			runtime.GC()
 			runtime.GC()
+			debug.FreeOSMemory() // RSS then counts live memory, not what earlier sessions left
 		}
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
@@ -138,7 +150,8 @@ func childMain(args []string) int {
 	return 0
 }
 
-// ChildStats is what GET /debug/bench reports (after two GCs with ?gc=1).
+// ChildStats is what GET /debug/bench reports (with ?gc=1 after two GCs and
+// returning free memory to the OS).
 type ChildStats struct {
 	Sessions   int    `json:"sessions"` // live sessions, calls included
 	Goroutines int    `json:"goroutines"`
@@ -173,7 +186,7 @@ func (*discardStream) Partial() string                       { return "" }
 func (*discardStream) Final(context.Context) (string, error) { return "", nil }
 func (*discardStream) Close() error                          { return nil }
 
-// synthRate is the tone synthesizer's rate (the WebSocket output rate: no
+// synthRate is the synthesizer's rate (the WebSocket output rate: no
 // resampling for audio/pcm; 24 -> 48 kHz before Opus for a call).
 const synthRate = 24000
 
@@ -181,19 +194,24 @@ const synthRate = 24000
 // (about 15 characters a second, as speech goes).
 const msPerChar = 65
 
-// toneSynth is a streaming synthesizer that speaks every sentence as a
-// 300 Hz tone (msPerChar per character), in chunks of chunk, paced in real
-// time and lead ahead of it, as a streaming TTS engine feeding a jitter
-// buffer would. The pace is kept per voice across sentences: the harness
-// gives each session its own voice ("callbench-N"), so a session's
-// sentences follow each other on one clock (audio due at start + position
-// - lead), without gaps and without the lead growing from sentence to
-// sentence. Emitting exactly in real time, with no lead, would let a call's
-// player find its queue empty between chunks and restart a talkspurt every
-// chunk; emitting instantly would queue a whole answer at once (the call's
-// player holds at most 60 s) and turn the WebSocket side into one burst.
-type toneSynth struct {
-	chunk   []int16 // one chunk of the tone (a whole number of periods)
+// pacedSynth is a streaming synthesizer: every sentence becomes
+// msPerChar of audio per character, emitted in chunks of chunk, paced in
+// real time lead ahead of it, as a streaming TTS engine feeding a jitter
+// buffer would. The audio loops over src: the spoken fixtures decoded to
+// 24 kHz ("speech": Opus costs what it costs on speech) or one chunk of a
+// 300 Hz tone ("tone": much cheaper to encode).
+//
+// The pace is kept per voice across sentences: the harness gives each
+// session its own voice ("callbench-N"), so a session's sentences follow
+// each other on one clock (audio due at start + position - lead), without
+// gaps and without the lead growing from sentence to sentence. Emitting
+// exactly in real time, with no lead, would let a call's player find its
+// queue empty between chunks and restart a talkspurt every chunk; emitting
+// instantly would queue a whole answer at once (the call's player holds at
+// most 60 s) and turn the WebSocket side into one burst.
+type pacedSynth struct {
+	src     []int16
+	chunk   int // samples per chunk
 	dur     time.Duration
 	lead    time.Duration
 	samples atomic.Int64
@@ -205,27 +223,31 @@ type toneSynth struct {
 type synthClock struct {
 	start time.Time
 	pos   time.Duration // audio emitted since start
+	off   int           // position in src
 }
 
-func newToneSynth(chunk, lead time.Duration) *toneSynth {
-	const freq = 300
-	period := synthRate / freq // 80 samples
-	n := int(chunk.Seconds()*synthRate) / period * period
-	if n < period {
-		n = period
+// newSynth returns a synthesizer of the tone (speech nil) or of speech
+// (24 kHz PCM).
+func newSynth(speech []int16, chunk, lead time.Duration) *pacedSynth {
+	n := max(int(chunk.Seconds()*synthRate), 1)
+	src := speech
+	if len(src) == 0 {
+		const freq = 300
+		period := synthRate / freq // 80 samples
+		n = max(n/period, 1) * period
+		src = make([]int16, n)
+		for i := range src {
+			src[i] = int16(6000 * math.Sin(2*math.Pi*freq*float64(i)/synthRate))
+		}
 	}
-	buf := make([]int16, n)
-	for i := range buf {
-		buf[i] = int16(6000 * math.Sin(2*math.Pi*freq*float64(i)/synthRate))
-	}
-	return &toneSynth{chunk: buf, dur: time.Duration(n) * time.Second / synthRate, lead: lead, clocks: map[string]*synthClock{}}
+	return &pacedSynth{src: src, chunk: n, dur: time.Duration(n) * time.Second / synthRate, lead: lead, clocks: map[string]*synthClock{}}
 }
 
-func (*toneSynth) SampleRate() int { return synthRate }
+func (*pacedSynth) SampleRate() int { return synthRate }
 
 // clock returns the voice's clock, restarted when its audio is not ahead
 // of now any more (a new answer, or the first).
-func (t *toneSynth) clock(voice string, now time.Time) *synthClock {
+func (t *pacedSynth) clock(voice string, now time.Time) *synthClock {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c := t.clocks[voice]
@@ -241,9 +263,10 @@ func (t *toneSynth) clock(voice string, now time.Time) *synthClock {
 	return c
 }
 
-func (t *toneSynth) Synthesize(ctx context.Context, req tts.Request, emit func([]int16) error) error {
+func (t *pacedSynth) Synthesize(ctx context.Context, req tts.Request, emit func([]int16) error) error {
 	total := time.Duration(len(req.Text)) * msPerChar * time.Millisecond
 	c := t.clock(req.Voice, time.Now())
+	buf := make([]int16, t.chunk)
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -251,7 +274,8 @@ func (t *toneSynth) Synthesize(ctx context.Context, req tts.Request, emit func([
 		}
 	}()
 	for done := time.Duration(0); done < total; done += t.dur {
-		if wait := time.Until(t.due(c)); wait > 0 {
+		due, off := t.next(c)
+		if wait := time.Until(due); wait > 0 {
 			if timer == nil {
 				timer = time.NewTimer(wait)
 			} else {
@@ -266,25 +290,29 @@ func (t *toneSynth) Synthesize(ctx context.Context, req tts.Request, emit func([
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := emit(t.chunk); err != nil {
+		for i := range buf {
+			buf[i] = t.src[(off+i)%len(t.src)]
+		}
+		if err := emit(buf); err != nil {
 			return err
 		}
 		t.advance(c)
-		t.samples.Add(int64(len(t.chunk)))
+		t.samples.Add(int64(len(buf)))
 	}
 	return nil
 }
 
-// due is when c's next chunk is due.
-func (t *toneSynth) due(c *synthClock) time.Time {
+// next is when c's next chunk is due, and where it starts in src.
+func (t *pacedSynth) next(c *synthClock) (time.Time, int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return c.start.Add(c.pos - t.lead)
+	return c.start.Add(c.pos - t.lead), c.off
 }
 
-func (t *toneSynth) advance(c *synthClock) {
+func (t *pacedSynth) advance(c *synthClock) {
 	t.mu.Lock()
 	c.pos += t.dur
+	c.off = (c.off + t.chunk) % len(t.src)
 	t.mu.Unlock()
 }
 

@@ -51,12 +51,13 @@ func (t transport) describe() string {
 // client is one session of any transport.
 type client interface {
 	// stream sends the script from frame offset in real time (one frame
-	// per 20 ms) until ctx ends.
-	stream(ctx context.Context, sc *script, offset int) error
+	// per 20 ms) until ctx ends, for at most d.
+	stream(ctx context.Context, sc *script, offset int, d time.Duration) error
 	// silence sends n frames of silence in real time.
 	silence(ctx context.Context, sc *script, n int) error
-	// speak asks for a response (the agent's long answer).
+	// speak asks for a response (the agent's long answer); cancel ends it.
 	speak() error
+	cancel() error
 	// audio is how much of the agent's audio has arrived.
 	audio() time.Duration
 	counts() *counters
@@ -221,10 +222,8 @@ func (r *rtcClient) drain() {
 	}
 }
 
-func (r *rtcClient) stream(ctx context.Context, sc *script, offset int) error {
-	// Enough packets for any window, from offset, looping.
-	n := int(10 * time.Minute / frame)
-	ps := make([][]byte, n)
+func (r *rtcClient) stream(ctx context.Context, sc *script, offset int, d time.Duration) error {
+	ps := make([][]byte, int(d/frame)+1)
 	for k := range ps {
 		ps[k] = sc.opus[(offset+k)%len(sc.opus)]
 	}
@@ -244,6 +243,7 @@ func (r *rtcClient) silence(ctx context.Context, sc *script, n int) error {
 }
 
 func (r *rtcClient) speak() error         { return r.c.Send(`{"type":"response.create"}`) }
+func (r *rtcClient) cancel() error        { return r.c.Send(`{"type":"response.cancel"}`) }
 func (r *rtcClient) audio() time.Duration { return time.Duration(r.c.Packets()) * frame }
 func (r *rtcClient) counts() *counters    { return &r.cnt }
 
@@ -268,16 +268,16 @@ var wsHTTP = &http.Client{Transport: &http.Transport{
 
 // wsClient is one WebSocket voice session.
 type wsClient struct {
-	t       transport
-	conn    *websocket.Conn
-	ctx     context.Context // the connection's lifetime
-	cancel  context.CancelFunc
-	cnt     counters
-	errs    *errorLog
-	samples atomic.Int64 // 24 kHz samples of agent audio received
-	updated chan struct{}
-	done    chan struct{} // the reader ended
-	once    sync.Once
+	t        transport
+	conn     *websocket.Conn
+	ctx      context.Context // the connection's lifetime
+	stopConn context.CancelFunc
+	cnt      counters
+	errs     *errorLog
+	samples  atomic.Int64 // 24 kHz samples of agent audio received
+	updated  chan struct{}
+	done     chan struct{} // the reader ended
+	once     sync.Once
 }
 
 // dialWS opens a session and configures its input format (audio/pcm or
@@ -293,10 +293,10 @@ func dialWS(ctx context.Context, addr string, t transport, i int, errs *errorLog
 	}
 	conn.SetReadLimit(1 << 20)
 	w := &wsClient{t: t, conn: conn, errs: errs, updated: make(chan struct{}), done: make(chan struct{})}
-	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w.ctx, w.stopConn = context.WithCancel(context.Background())
 	_, b, err := conn.Read(dctx)
 	if err != nil || eventType(b) != "session.created" {
-		w.cancel()
+		w.stopConn()
 		conn.CloseNow()
 		return nil, fmt.Errorf("first event %.200q, %v; want session.created", b, err)
 	}
@@ -374,14 +374,14 @@ func (w *wsClient) send(b []byte) error {
 
 // stream writes the script's append events, one per 20 ms tick. ctx only
 // stops the loop: cancelling a write's context would close the connection.
-func (w *wsClient) stream(ctx context.Context, sc *script, offset int) error {
+func (w *wsClient) stream(ctx context.Context, sc *script, offset int, d time.Duration) error {
 	evs := sc.pcmEvents
 	if w.t == tWSOpus {
 		evs = sc.opusEvents
 	}
 	t := time.NewTicker(frame)
 	defer t.Stop()
-	for k := offset; ; k++ {
+	for k := offset; k <= offset+int(d/frame); k++ {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -391,6 +391,7 @@ func (w *wsClient) stream(ctx context.Context, sc *script, offset int) error {
 			return err
 		}
 	}
+	return nil
 }
 
 func (w *wsClient) silence(ctx context.Context, sc *script, n int) error {
@@ -413,9 +414,12 @@ func (w *wsClient) silence(ctx context.Context, sc *script, n int) error {
 	return nil
 }
 
-func (w *wsClient) speak() error         { return w.send([]byte(`{"type":"response.create"}`)) }
-func (w *wsClient) audio() time.Duration { return time.Duration(w.samples.Load()) * time.Second / 24000 }
-func (w *wsClient) counts() *counters    { return &w.cnt }
+func (w *wsClient) speak() error  { return w.send([]byte(`{"type":"response.create"}`)) }
+func (w *wsClient) cancel() error { return w.send([]byte(`{"type":"response.cancel"}`)) }
+func (w *wsClient) audio() time.Duration {
+	return time.Duration(w.samples.Load()) * time.Second / 24000
+}
+func (w *wsClient) counts() *counters { return &w.cnt }
 
 func (w *wsClient) close() {
 	w.once.Do(func() {
@@ -434,7 +438,7 @@ func (w *wsClient) close() {
 			w.conn.CloseNow()
 			<-done
 		}
-		w.cancel()
+		w.stopConn()
 		<-w.done
 	})
 }

@@ -51,8 +51,9 @@ const (
 // Config is everything a run needs.
 type Config struct {
 	Calls    int           `json:"calls"`     // concurrent sessions per transport
-	Window   time.Duration `json:"window_ns"` // measured per listening / speaking window
-	Warmup   time.Duration `json:"warmup_ns"` // before each window
+	Window   time.Duration `json:"window_ns"` // measured per transport and phase (listening, speaking)
+	Rounds   int           `json:"rounds"`    // Window is measured in this many rounds, transports alternating
+	Warmup   time.Duration `json:"warmup_ns"` // before each round
 	Setup    int           `json:"setup_calls"`
 	Idle     time.Duration `json:"idle_window_ns"` // idle CPU window with the idle sessions
 	Fixtures string        `json:"fixtures"`
@@ -61,23 +62,34 @@ type Config struct {
 	// time TTSLead ahead of playback.
 	TTSChunk time.Duration `json:"tts_chunk_ns"`
 	TTSLead  time.Duration `json:"tts_lead_ns"`
+	TTSAudio string        `json:"tts_audio"` // speech (the fixtures) or tone
 	DialConc int           `json:"dial_concurrency"`
-	Profile  string        `json:"profile_dir,omitempty"`
-	Smoke    bool          `json:"-"` // the test: short settle times
+	// A round during which other processes used more than 10% of a core
+	// is measured again, after waiting up to QuietWait for quiet, at most
+	// NoisyRetries times per run.
+	NoisyRetries int           `json:"noisy_retries"`
+	QuietWait    time.Duration `json:"quiet_wait_ns"`
+	Profile      string        `json:"profile_dir,omitempty"`
+	Smoke        bool          `json:"-"` // the test: short settle times
 }
 
 func defaultConfig() Config {
 	return Config{
 		Calls:    50,
 		Window:   20 * time.Second,
-		Warmup:   2 * time.Second,
+		Rounds:   4,
+		Warmup:   time.Second,
 		Setup:    200,
 		Idle:     2 * time.Second,
 		Fixtures: "testdata/audio",
 		Gap:      time.Second,
 		TTSChunk: 50 * time.Millisecond,
 		TTSLead:  200 * time.Millisecond,
+		TTSAudio: "speech",
 		DialConc: 8,
+
+		NoisyRetries: 2,
+		QuietWait:    3 * time.Second,
 	}
 }
 
@@ -93,15 +105,19 @@ func harnessMain(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	def := defaultConfig()
 	calls := fs.Int("calls", def.Calls, "concurrent sessions per transport (WebRTC calls, WebSocket sessions)")
-	seconds := fs.Float64("seconds", def.Window.Seconds(), "measured seconds per listening and per speaking window")
-	warmup := fs.Duration("warmup", def.Warmup, "discarded time before each measured window")
+	seconds := fs.Float64("seconds", def.Window.Seconds(), "measured seconds per transport for listening, and again for speaking (split into -rounds)")
+	rounds := fs.Int("rounds", def.Rounds, "rounds each -seconds is split into, alternating between the transports (figures are the median round)")
+	warmup := fs.Duration("warmup", def.Warmup, "discarded time before each measured round")
 	setup := fs.Int("setup", def.Setup, "sequential calls for the call-setup latency (0 skips it)")
 	idle := fs.Duration("idle", def.Idle, "window measuring the CPU of the idle sessions (memory phase)")
 	fixtures := fs.String("fixtures", def.Fixtures, "directory of the spoken fixtures (fixtures.tsv, NAME.opus)")
 	gap := fs.Duration("gap", def.Gap, "silence between two fixtures in the looped audio")
-	ttsChunk := fs.Duration("tts-chunk", def.TTSChunk, "the child synthesizer's chunk (a tone, paced in real time)")
+	ttsChunk := fs.Duration("tts-chunk", def.TTSChunk, "the child synthesizer's chunk (paced in real time)")
 	ttsLead := fs.Duration("tts-lead", def.TTSLead, "how far ahead of real time the child synthesizer runs")
+	ttsAudio := fs.String("tts-audio", def.TTSAudio, "what the child synthesizer says: speech (the fixtures, looped) or tone (300 Hz, far cheaper to encode as Opus)")
 	dialConc := fs.Int("dial-concurrency", def.DialConc, "parallel connects when opening the N sessions")
+	noisyRetries := fs.Int("noisy-retries", def.NoisyRetries, "rounds per run that may be measured again when other processes used the CPU during them")
+	quietWait := fs.Duration("quiet-wait", def.QuietWait, "before measuring a noisy round again, wait up to this long for other processes to go quiet")
 	profile := fs.String("profile", "", "save CPU profiles of the child during each measured window (and a heap profile with the idle sessions) in this directory")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
 	smoke := fs.Bool("smoke", false, "short settle times (the smoke test)")
@@ -120,9 +136,9 @@ func harnessMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg := Config{
-		Calls: *calls, Window: time.Duration(*seconds * float64(time.Second)), Warmup: *warmup, Setup: *setup,
-		Idle: *idle, Fixtures: *fixtures, Gap: *gap, TTSChunk: *ttsChunk, TTSLead: *ttsLead,
-		DialConc: *dialConc, Profile: *profile, Smoke: *smoke,
+		Calls: *calls, Window: time.Duration(*seconds * float64(time.Second)), Rounds: *rounds, Warmup: *warmup, Setup: *setup,
+		Idle: *idle, Fixtures: *fixtures, Gap: *gap, TTSChunk: *ttsChunk, TTSLead: *ttsLead, TTSAudio: *ttsAudio,
+		DialConc: *dialConc, NoisyRetries: *noisyRetries, QuietWait: *quietWait, Profile: *profile, Smoke: *smoke,
 	}
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintf(stderr, "callbench: %v\n", err)
@@ -156,6 +172,8 @@ func (c *Config) validate() error {
 		return errors.New("-calls must be in [1, 2000]")
 	case c.Window < 100*time.Millisecond || c.Window > 10*time.Minute:
 		return errors.New("-seconds must be in [0.1, 600]")
+	case c.Rounds < 1 || c.Rounds > 100 || c.Window/time.Duration(max(c.Rounds, 1)) < 100*time.Millisecond:
+		return errors.New("-rounds must be in [1, 100], with rounds of at least 100 ms")
 	case c.Warmup < 0 || c.Warmup > time.Minute:
 		return errors.New("-warmup must be in [0, 1m]")
 	case c.Setup < 0 || c.Setup > 100000:
@@ -168,8 +186,14 @@ func (c *Config) validate() error {
 		return errors.New("-tts-chunk must be in [10ms, 1s]")
 	case c.TTSLead < 0 || c.TTSLead > 10*time.Second:
 		return errors.New("-tts-lead must be in [0, 10s]")
+	case c.TTSAudio != "speech" && c.TTSAudio != "tone":
+		return fmt.Errorf("-tts-audio %q: want speech or tone", c.TTSAudio)
 	case c.DialConc < 1 || c.DialConc > 64:
 		return errors.New("-dial-concurrency must be in [1, 64]")
+	case c.NoisyRetries < 0 || c.NoisyRetries > 100:
+		return errors.New("-noisy-retries must be in [0, 100]")
+	case c.QuietWait < 0 || c.QuietWait > time.Minute:
+		return errors.New("-quiet-wait must be in [0, 1m]")
 	case c.Fixtures == "":
 		return errors.New("-fixtures is required")
 	}

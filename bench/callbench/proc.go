@@ -42,7 +42,7 @@ func startChild(ctx context.Context, cfg *Config, name string, speak time.Durati
 		return nil, err
 	}
 	c.cmd = exec.Command(exe, "-serve", "-dir", c.dir, "-tts-chunk", cfg.TTSChunk.String(),
-		"-tts-lead", cfg.TTSLead.String(), "-speak", speak.String())
+		"-tts-lead", cfg.TTSLead.String(), "-tts-audio", cfg.TTSAudio, "-fixtures", cfg.Fixtures, "-speak", speak.String())
 	// The child exits when its stdin reaches EOF, which also happens when
 	// the harness dies; Pdeathsig makes the kernel send SIGTERM then as
 	// well. stop escalates to SIGKILL.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,12 +18,15 @@ import (
 	"parley/rtc/rtctest"
 )
 
-// subWindows splits each measured window for its spread (min / median /
-// max of the per-session CPU over the parts).
-const subWindows = 4
-
 // Run executes the benchmark described by cfg, writing progress to logw.
 // It returns the report so far even when it fails part-way.
+//
+// Each transport gets its own child with its N sessions, all opened first
+// (the memory figures are taken then, per child); the listening and then
+// the speaking windows are measured in rounds that alternate between the
+// transports (the order rotates each round), so that a noisy moment of the
+// machine or the phase in which the sessions' timers happen to fall does
+// not favour one transport. Each figure is the median of its rounds.
 func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	begin := time.Now()
 	var logMu sync.Mutex
@@ -40,8 +42,9 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	rep.Env.NoFileSoft, rep.Env.NoFileHard = soft, hard
 	progress("RLIMIT_NOFILE soft=%d hard=%d; %d CPUs, GOMAXPROCS=%d, %s", soft, hard, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
 	// Per session: a UDP socket (caller) or a TCP connection (WebSocket),
-	// the signaling connections, pion's and the runtime's own.
-	if need := uint64(4*cfg.Calls + 512); soft < need {
+	// the signaling connections, pion's and the runtime's own; three
+	// groups of sessions are open at once.
+	if need := uint64(3*4*cfg.Calls + 512); soft < need {
 		return rep, fmt.Errorf("RLIMIT_NOFILE soft limit %d is below the %d descriptors this run needs", soft, need)
 	}
 	if cfg.Profile != "" {
@@ -59,19 +62,110 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	if err != nil {
 		return rep, err
 	}
+
+	var groups []*group
+	defer func() {
+		// However the run ends: hang up, stop the children, keep the errors.
+		for _, g := range groups {
+			closeClients(g.cs)
+		}
+		for _, g := range groups {
+			g.ch.stop()
+			g.res.Errors = int(g.errs.n.Load())
+			g.res.ErrorSamples = g.errs.list()
+			g.res.Listen = summarize(g.listen)
+			if len(g.speak) > 0 {
+				p := summarize(g.speak)
+				g.res.Speak = &p
+			}
+		}
+		rep.evaluate()
+	}()
 	for _, t := range []transport{tWebRTC, tWSPCM, tWSOpus} {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		r := &TransportResult{Transport: t, Description: t.describe()}
-		rep.Transports = append(rep.Transports, r)
-		err := runTransport(ctx, &cfg, t, sc, api, rep, r, logw, progress)
+		g := &group{t: t, errs: &errorLog{}, res: &TransportResult{Transport: t, Description: t.describe()}}
+		rep.Transports = append(rep.Transports, g.res)
+		err := g.open(ctx, &cfg, sc, api, rep, logw, progress)
+		if g.ch != nil {
+			groups = append(groups, g)
+		}
 		if err != nil {
-			rep.evaluate()
 			return rep, fmt.Errorf("%s: %w", t, err)
 		}
 	}
-	rep.evaluate()
+
+	per := cfg.Window / time.Duration(cfg.Rounds)
+	retries := 0
+	// measureRound runs a round, and once more (after waiting for the
+	// machine to go quiet) when other processes used the CPU during it,
+	// within a budget of cfg.NoisyRetries per run; the quieter attempt
+	// counts.
+	measureRound := func(g *group, phase string, r int, round func() (Window, error)) (Window, error) {
+		w, err := round()
+		if err != nil || w.OtherCPUPercent <= noisyPercent || retries >= cfg.NoisyRetries {
+			return w, err
+		}
+		retries++
+		progress("%s: %s round %d: other processes used %.0f%% of a core; measuring it again (retry %d of %d per run)",
+			g.t, phase, r+1, w.OtherCPUPercent, retries, cfg.NoisyRetries)
+		waitQuiet(ctx, cfg.QuietWait, groups)
+		w2, err := round()
+		w2.Attempts = 2
+		if err != nil || w2.OtherCPUPercent < w.OtherCPUPercent {
+			return w2, err
+		}
+		w.Attempts = 2
+		return w, nil
+	}
+	progress("listening: %d rounds of %s per transport (after %s warm-up each), transports alternating", cfg.Rounds, per, cfg.Warmup)
+	for r := range cfg.Rounds {
+		for k := range groups {
+			g := groups[(k+r)%len(groups)]
+			w, err := measureRound(g, "listening", r, func() (Window, error) { return g.listenRound(ctx, &cfg, sc, r, per) })
+			g.listen = append(g.listen, w)
+			if err != nil {
+				return rep, fmt.Errorf("%s: listening: %w", g.t, err)
+			}
+			progress("%s: listening round %d: %.3f ms CPU/s per session, %.1f turns/min, recognizer %.2f s/s; client CPU %.0f%%, other %.0f%%",
+				g.t, r+1, w.CPUPerSessionMS, w.TurnsPerMin, w.RecognizerRatio, w.ClientCPUPercent, w.OtherCPUPercent)
+		}
+	}
+	var speakers []*group
+	for _, g := range groups {
+		if g.t != tWSOpus { // its answers are the same audio/pcm deltas as ws-pcm's
+			speakers = append(speakers, g)
+		}
+	}
+	progress("speaking: %d rounds of %s per transport (after %s warm-up each), transports alternating", cfg.Rounds, per, cfg.Warmup)
+	for r := range cfg.Rounds {
+		for k := range speakers {
+			g := speakers[(k+r)%len(speakers)]
+			w, err := measureRound(g, "speaking", r, func() (Window, error) { return g.speakRound(ctx, &cfg, r, per) })
+			g.speak = append(g.speak, w)
+			if err != nil {
+				return rep, fmt.Errorf("%s: speaking: %w", g.t, err)
+			}
+			progress("%s: speaking round %d: %.3f ms CPU/s per session, agent audio %.3f s/s; client CPU %.0f%%, other %.0f%%",
+				g.t, r+1, w.CPUPerSessionMS, w.AudioRatio, w.ClientCPUPercent, w.OtherCPUPercent)
+		}
+	}
+	rep.Retries = retries
+
+	for _, g := range groups {
+		closeClients(g.cs)
+	}
+	for _, g := range groups {
+		if left, err := g.ch.waitSessions(ctx, 0, 15*time.Second); err != nil {
+			return rep, err
+		} else if left != 0 {
+			progress("%s: %d sessions still open 15s after the clients closed", g.t, left)
+		}
+		if err := g.ch.alive(); err != nil {
+			return rep, err
+		}
+	}
 	return rep, nil
 }
 
@@ -83,28 +177,35 @@ func (c *Config) settle() time.Duration {
 	return time.Second
 }
 
-// runTransport measures one transport in a fresh child: (call setup),
-// memory with N idle sessions, listening CPU, speaking CPU (not for
-// ws-opus, whose answers would be the same audio/pcm deltas as ws-pcm's).
-func runTransport(ctx context.Context, cfg *Config, t transport, sc *script, api *webrtc.API, rep *Report, r *TransportResult,
-	logw io.Writer, progress func(string, ...any)) error {
+// group is one transport: its child and its N sessions.
+type group struct {
+	t      transport
+	ch     *child
+	cs     []client
+	errs   *errorLog
+	res    *TransportResult
+	listen []Window
+	speak  []Window
+	frames int // script frames streamed per session so far: the next round goes on from there
+}
+
+// open starts the group's child, warms it up (the call-setup phase for
+// WebRTC), opens the N sessions and measures their memory and idle CPU.
+func (g *group) open(ctx context.Context, cfg *Config, sc *script, api *webrtc.API, rep *Report, logw io.Writer, progress func(string, ...any)) error {
+	t := g.t
+	// The agent's answer outlasts any speaking round.
 	speakLen := cfg.Warmup + cfg.Window + 3*cfg.settle() + 10*time.Second
 	ch, err := startChild(ctx, cfg, string(t), speakLen, logw)
 	if err != nil {
 		return err
 	}
-	defer ch.stop()
+	g.ch = ch
 	progress("%s: gateway child pid %d at %s", t, ch.pid, ch.addr)
-	errs := &errorLog{}
-	defer func() {
-		r.Errors = int(errs.n.Load())
-		r.ErrorSamples = errs.list()
-	}()
 	dial := func(ctx context.Context, i int) (client, error) {
 		if t == tWebRTC {
-			return dialRTC(ctx, ch.base(), api, i, errs)
+			return dialRTC(ctx, ch.base(), api, i, g.errs)
 		}
-		return dialWS(ctx, ch.addr, t, i, errs)
+		return dialWS(ctx, ch.addr, t, i, g.errs)
 	}
 
 	// Call setup doubles as the WebRTC child's warm-up; the others warm up
@@ -124,11 +225,11 @@ func runTransport(ctx context.Context, cfg *Config, t transport, sc *script, api
 		if err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
-		if err := allSilence(ctx, sc, cs, 25); err != nil {
-			closeClients(cs)
+		err = allSilence(ctx, sc, cs, 25)
+		closeClients(cs)
+		if err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
-		closeClients(cs)
 	}
 	if left, err := ch.waitSessions(ctx, 0, 15*time.Second); err != nil {
 		return err
@@ -150,15 +251,13 @@ func runTransport(ctx context.Context, cfg *Config, t transport, sc *script, api
 	if err != nil {
 		return err
 	}
-	progress("%s: opening %d sessions", t, cfg.Calls)
 	opened := time.Now()
-	cs, err := openClients(ctx, cfg, cfg.Calls, dial)
+	g.cs, err = openClients(ctx, cfg, cfg.Calls, dial)
 	if err != nil {
 		return err
 	}
-	defer closeClients(cs)
-	progress("%s: %d sessions open in %s", t, len(cs), time.Since(opened).Round(time.Millisecond))
-	if err := allSilence(ctx, sc, cs, 10); err != nil {
+	progress("%s: %d sessions open in %s", t, len(g.cs), time.Since(opened).Round(time.Millisecond))
+	if err := allSilence(ctx, sc, g.cs, 10); err != nil {
 		return err
 	}
 	if !sleepCtx(ctx, cfg.settle()) {
@@ -169,7 +268,7 @@ func runTransport(ctx context.Context, cfg *Config, t transport, sc *script, api
 	} else if n != cfg.Calls {
 		return fmt.Errorf("the child has %d sessions, want %d", n, cfg.Calls)
 	}
-	idle := measure(ctx, cfg, ch, cs, "idle", cfg.Idle, "")
+	idle := measure(ctx, cfg, ch, g.cs, "idle", cfg.Idle, string(t)+"-cpu-idle.pprof")
 	s1, err := ch.stats(ctx, true)
 	if err != nil {
 		return err
@@ -185,7 +284,7 @@ func runTransport(ctx context.Context, cfg *Config, t transport, sc *script, api
 		}
 	}
 	n := float64(cfg.Calls)
-	r.Memory = MemoryResult{
+	g.res.Memory = MemoryResult{
 		Sessions: cfg.Calls, RSSBefore: rss0, RSSAfter: rss1,
 		RSSKiB:        (float64(rss1) - float64(rss0)) / n / 1024,
 		HeapStackKiB:  (float64(s1.HeapInuse+s1.StackInuse) - float64(s0.HeapInuse+s0.StackInuse)) / n / 1024,
@@ -193,77 +292,77 @@ func runTransport(ctx context.Context, cfg *Config, t transport, sc *script, api
 		IdleCPUMS:     idle.CPUPerSessionMS,
 	}
 	progress("%s: %d idle sessions: %.1f KiB RSS, %.1f KiB heap+stack, %.1f goroutines per session; idle CPU %.3f ms/s per session",
-		t, cfg.Calls, r.Memory.RSSKiB, r.Memory.HeapStackKiB, r.Memory.GoroutinesPer, r.Memory.IdleCPUMS)
-	if err := ch.alive(); err != nil {
-		return err
-	}
+		t, cfg.Calls, g.res.Memory.RSSKiB, g.res.Memory.HeapStackKiB, g.res.Memory.GoroutinesPer, g.res.Memory.IdleCPUMS)
+	return ch.alive()
+}
 
-	// Listening: every session streams the script from its own offset (so
-	// turns are spread), starting within one frame of each other.
-	progress("%s: listening: %d sessions stream the script in real time; warm-up %s, measuring %s", t, cfg.Calls, cfg.Warmup, cfg.Window)
+// listenRound has every session stream the script (each from its own
+// offset, so turns are spread; starting within one frame of each other)
+// for the warm-up and then a measured window of d.
+func (g *group) listenRound(ctx context.Context, cfg *Config, sc *script, r int, d time.Duration) (Window, error) {
 	sctx, stopStreams := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i, c := range cs {
+	n := len(g.cs)
+	for i, c := range g.cs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if !sleepUntil(sctx, start.Add(time.Duration(i)*frame/time.Duration(len(cs)))) {
+			if !sleepUntil(sctx, start.Add(time.Duration(i)*frame/time.Duration(n))) {
 				return
 			}
-			if err := c.stream(sctx, sc, i*len(sc.opus)/len(cs)); err != nil {
-				errs.add("%s: streaming: %v", t, err)
+			// Streams end with the round (the limit is a safety net).
+			if err := c.stream(sctx, sc, (i*len(sc.opus)/n+g.frames)%len(sc.opus), cfg.Warmup+d+5*time.Second); err != nil {
+				g.errs.add("%s: streaming: %v", g.t, err)
 			}
 		}()
 	}
-	if !sleepCtx(ctx, cfg.Warmup) {
+	defer func() {
 		stopStreams()
 		wg.Wait()
-		return ctx.Err()
+		g.frames += int((cfg.Warmup + d) / frame)
+	}()
+	if !sleepCtx(ctx, cfg.Warmup) {
+		return Window{}, ctx.Err()
 	}
-	r.Listen = measure(ctx, cfg, ch, cs, "listen", cfg.Window, filepath.Join(cfg.Profile, string(t)+"-cpu-listen.pprof"))
-	stopStreams()
-	wg.Wait()
-	progress("%s: listening: %.3f ms CPU/s per session (quarters %.3f-%.3f), %.1f turns/min per session, recognizer got %.2f s/s of audio per session; client CPU %.0f%%, other %.0f%%",
-		t, r.Listen.CPUPerSessionMS, r.Listen.QuarterMin, r.Listen.QuarterMax, r.Listen.TurnsPerMin, r.Listen.RecognizerRatio,
-		r.Listen.ClientCPUPercent, r.Listen.OtherCPUPercent)
-	if err := ch.alive(); err != nil {
-		return err
+	w := measure(ctx, cfg, g.ch, g.cs, "listen", d, g.profile("listen", r))
+	if err := g.ch.alive(); err != nil {
+		return w, err
 	}
+	return w, ctx.Err()
+}
 
-	// Speaking: every session asks for the long answer (spread over one
-	// synthesizer chunk) and listens to it.
-	if t != tWSOpus {
-		if !sleepCtx(ctx, cfg.settle()) {
-			return ctx.Err()
-		}
-		progress("%s: speaking: %d sessions hear the agent's long answer; warm-up %s, measuring %s", t, cfg.Calls, cfg.Warmup, cfg.Window)
-		start := time.Now()
-		for i, c := range cs {
-			sleepUntil(ctx, start.Add(time.Duration(i)*cfg.TTSChunk/time.Duration(len(cs))))
-			if err := c.speak(); err != nil {
-				return fmt.Errorf("response.create: %w", err)
-			}
-		}
-		if !sleepCtx(ctx, cfg.Warmup) {
-			return ctx.Err()
-		}
-		w := measure(ctx, cfg, ch, cs, "speak", cfg.Window, filepath.Join(cfg.Profile, string(t)+"-cpu-speak.pprof"))
-		r.Speak = &w
-		progress("%s: speaking: %.3f ms CPU/s per session (quarters %.3f-%.3f), agent audio received %.3f s/s per session; client CPU %.0f%%, other %.0f%%",
-			t, w.CPUPerSessionMS, w.QuarterMin, w.QuarterMax, w.AudioRatio, w.ClientCPUPercent, w.OtherCPUPercent)
-		if err := ch.alive(); err != nil {
-			return err
+// speakRound has every session ask for the long answer (spread over one
+// synthesizer chunk), measures a window of d after the warm-up, and
+// cancels the answers.
+func (g *group) speakRound(ctx context.Context, cfg *Config, r int, d time.Duration) (Window, error) {
+	start := time.Now()
+	for i, c := range g.cs {
+		sleepUntil(ctx, start.Add(time.Duration(i)*cfg.TTSChunk/time.Duration(len(g.cs))))
+		if err := c.speak(); err != nil {
+			return Window{}, fmt.Errorf("response.create: %w", err)
 		}
 	}
+	if !sleepCtx(ctx, cfg.Warmup) {
+		return Window{}, ctx.Err()
+	}
+	w := measure(ctx, cfg, g.ch, g.cs, "speak", d, g.profile("speak", r))
+	// Stop the answers: the next round starts new ones.
+	for _, c := range g.cs {
+		if err := c.cancel(); err != nil {
+			g.errs.add("%s: response.cancel: %v", g.t, err)
+		}
+	}
+	if !sleepCtx(ctx, cfg.settle()) {
+		return w, ctx.Err()
+	}
+	return w, g.ch.alive()
+}
 
-	closeClients(cs)
-	if left, err := ch.waitSessions(ctx, 0, 15*time.Second); err != nil {
-		return err
-	} else if left != 0 {
-		progress("%s: %d sessions still open 15s after the clients closed", t, left)
-	}
-	return ch.alive()
+// profile names the CPU profile file of a window (written only with
+// -profile).
+func (g *group) profile(phase string, round int) string {
+	return fmt.Sprintf("%s-cpu-%s-%d.pprof", g.t, phase, round+1)
 }
 
 // openClients opens n sessions, cfg.DialConc at a time.
@@ -336,11 +435,12 @@ func allSilence(ctx context.Context, sc *script, cs []client, n int) error {
 }
 
 // measure reads the child's CPU (and the rest) over a window of d that
-// starts now, in subWindows parts; with profile set, a CPU profile of the
-// child covers the window.
+// starts now; with -profile, a CPU profile of the child (file, in the
+// profile directory) covers the window.
 func measure(ctx context.Context, cfg *Config, ch *child, cs []client, name string, d time.Duration, profile string) (w Window) {
 	w = Window{Name: name, Seconds: d.Seconds(), Sessions: len(cs)}
 	if cfg.Profile != "" && profile != "" {
+		profile = filepath.Join(cfg.Profile, profile)
 		profDone := make(chan error, 1)
 		go func() {
 			secs := max(1, int(d.Round(time.Second)/time.Second))
@@ -376,26 +476,16 @@ func measure(ctx context.Context, cfg *Config, ch *child, cs []client, name stri
 		return s
 	}
 	a := take()
-	prev := a
-	var quarters []float64
-	n := float64(len(cs))
-	for q := 1; q <= subWindows; q++ {
-		if !sleepUntil(ctx, a.at.Add(d*time.Duration(q)/subWindows)) {
-			return w
-		}
-		cur, _ := ch.cpu()
-		now := time.Now()
-		quarters = append(quarters, perSessionMS(cur-prev.cpu, now.Sub(prev.at), n))
-		prev.cpu, prev.at = cur, now
+	if !sleepUntil(ctx, a.at.Add(d)) {
+		return w
 	}
 	b := take()
+	n := float64(len(cs))
 	secs := b.at.Sub(a.at).Seconds()
 	w.Seconds = secs
 	w.ServerCPUSeconds = (b.cpu - a.cpu).Seconds()
 	w.ServerCPUPercent = 100 * w.ServerCPUSeconds / secs
 	w.CPUPerSessionMS = perSessionMS(b.cpu-a.cpu, b.at.Sub(a.at), n)
-	slices.Sort(quarters)
-	w.QuarterMin, w.QuarterMedian, w.QuarterMax = quarters[0], median(quarters), quarters[len(quarters)-1]
 	w.ClientCPUPercent = 100 * (b.client - a.client).Seconds() / secs
 	if b.busy > a.busy {
 		w.OtherCPUPercent = max(0, 100*(b.busy-a.busy).Seconds()/secs-w.ServerCPUPercent-w.ClientCPUPercent)
@@ -404,7 +494,7 @@ func measure(ctx context.Context, cfg *Config, ch *child, cs []client, name stri
 	w.ErrorEvents = b.errors - a.errors
 	w.TurnsPerMin = float64(b.speech-a.speech) / n / secs * 60
 	w.RecognizerRatio = float64(b.st.STTSamples-a.st.STTSamples) / 16000 / n / secs
-	w.AudioRatio = time.Duration(b.audio - a.audio).Seconds() / n / secs
+	w.AudioRatio = time.Duration(b.audio-a.audio).Seconds() / n / secs
 	w.GCPerSec = float64(b.st.NumGC-a.st.NumGC) / secs
 	w.AllocMBPerSec = float64(b.st.TotalAlloc-a.st.TotalAlloc) / secs / (1 << 20)
 	return w
@@ -537,6 +627,31 @@ func (h histogram) quantile(q float64) time.Duration {
 		}
 	}
 	return -1
+}
+
+// waitQuiet waits, at most limit, until the rest of the machine (all but
+// the harness and its children) has used less than noisyPercent of a core
+// for half a second.
+func waitQuiet(ctx context.Context, limit time.Duration, groups []*group) {
+	const step = 500 * time.Millisecond
+	ours := func() time.Duration {
+		d := selfCPU()
+		for _, g := range groups {
+			c, _ := g.ch.cpu()
+			d += c
+		}
+		return d
+	}
+	for i := 0; i <= int(limit/step); i++ {
+		own, busy := ours(), machineBusy()
+		if !sleepCtx(ctx, step) {
+			return
+		}
+		other := 100 * ((machineBusy() - busy) - (ours() - own)).Seconds() / step.Seconds()
+		if other < noisyPercent {
+			return
+		}
+	}
 }
 
 // sleepUntil sleeps until t; false if ctx ended first.
