@@ -40,6 +40,12 @@ func newOutputEncoder(f realtime.AudioFormat, synthRate int) (*outputEncoder, er
 		if err != nil {
 			return nil, err
 		}
+		// Complexity 5 halves libopus's encode time on speech (245 -> 127
+		// µs per 20 ms frame measured by bench/callbench's author) with no
+		// audible loss for a synthesized voice.
+		if err := enc.SetComplexity(5); err != nil {
+			return nil, err
+		}
 		e.opus = enc
 		e.packet = make([]byte, 0, 1500)
 	default:

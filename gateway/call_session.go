@@ -24,6 +24,8 @@ type callMedia interface {
 	Clear() (tag string, playedMS float64, wasPlaying bool)
 	// PlayedMS is how much of tag's audio was written to the track.
 	PlayedMS(tag string) float64
+	// Done is closed when the call has ended.
+	Done() <-chan struct{}
 }
 
 // callChunk is inbound call audio, decoded to 16 kHz, on its way from the

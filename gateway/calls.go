@@ -101,7 +101,7 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 
-	dc := &dcConn{hasChannel: strings.Contains(offer, "m=application"), maxMessage: s.opts.RTC.MaxMessageSize()}
+	dc := &dcConn{hasChannel: strings.Contains(offer, "m=application")}
 	sess := newSession(s, dc, a, g.principal, "webrtc")
 	sess.callAudio = make(chan callChunk, callAudioQueue)
 	sess.playback = make(chan playbackMsg, 64)
@@ -421,7 +421,6 @@ func (s *Server) originAllowed(origin, host string) bool {
 // gets its events discarded (the call is audio only).
 type dcConn struct {
 	hasChannel bool
-	maxMessage int
 	rc         *rtc.Call
 	ec         *rtc.EventChannel
 	buf        []byte
@@ -452,18 +451,22 @@ func (d *dcConn) read(buf []byte) ([]byte, bool, error) {
 	if err := d.wait(context.Background()); err != nil {
 		return buf, false, err
 	}
-	if d.buf == nil {
-		d.buf = make([]byte, d.maxMessage)
+	msg, text, err := d.ec.ReadMessage(d.buf[:0])
+	d.buf = msg[:0]
+	if cap(d.buf) > dcKeepBuffer {
+		d.buf = nil // a rare large event does not pin a large buffer
 	}
-	n, text, err := d.ec.Read(d.buf)
 	if errors.Is(err, rtc.ErrMessageTooLarge) {
 		return buf, false, errMessageTooLarge
 	}
 	if err != nil {
 		return buf, false, err
 	}
-	return append(buf, d.buf[:n]...), text, nil
+	return append(buf, msg...), text, nil
 }
+
+// dcKeepBuffer is the largest read buffer a call keeps between events.
+const dcKeepBuffer = 16 << 10
 
 func (d *dcConn) write(ctx context.Context, b []byte) error {
 	if !d.hasChannel {

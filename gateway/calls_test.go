@@ -228,6 +228,16 @@ func TestCallDataChannelBadInput(t *testing.T) {
 	if err != nil || evs[len(evs)-1]["error"].(map[string]any)["code"] != realtime.CodeInvalidJSON {
 		t.Fatalf("binary message: %v %v", evs, err)
 	}
+	// A large event (bigger than the call's first read buffer) arrives
+	// whole.
+	long := strings.Repeat("Be kind. ", 3000) // 27 KB
+	if err := c.Send(`{"type":"session.update","session":{"instructions":"` + long + `"}}`); err != nil {
+		t.Fatal(err)
+	}
+	evs, err = c.Until(realtime.TypeSessionUpdated, 5*time.Second, false)
+	if err != nil || evs[len(evs)-1]["session"].(map[string]any)["instructions"] != long {
+		t.Fatalf("large session.update: %v", err)
+	}
 	// The call goes on.
 	_ = c.Send(`{"type":"conversation.item.create","item":{"type":"message","role":"user","content":[{"type":"input_text","text":"hi"}]}}`)
 	_ = c.Send(`{"type":"response.create"}`)

@@ -125,9 +125,9 @@ type Server struct {
 	recorder *recorder
 	mux      *http.ServeMux
 
-	mu          sync.Mutex
-	sessions    int
-	closed      bool
+	mu             sync.Mutex
+	sessions       int
+	closed         bool
 	calls          map[string]*call
 	activeCalls    int
 	callsPerKey    map[string]int
@@ -135,7 +135,7 @@ type Server struct {
 	keySessions    map[string]int // per key (the minting key for ephemeral ones)
 	keyLimiter     *access.Limiter
 	ipLimiter      *access.Limiter
-	wg          sync.WaitGroup // one per live session
+	wg             sync.WaitGroup // one per live session
 
 	draining  chan struct{} // closed: finish turns in flight, accept nothing new
 	hardStop  chan struct{} // closed: end every session now
@@ -442,7 +442,7 @@ func (s *Server) Close() error {
 	return nil
 }
 
-func isClosed(c chan struct{}) bool {
+func isClosed(c <-chan struct{}) bool {
 	select {
 	case <-c:
 		return true

@@ -345,7 +345,7 @@ func (s *session) onAudio(m audioMsg) {
 		sp.audioMS += m.ms
 		if s.call != nil {
 			// The call's player paces it onto the track.
-			if !s.call.Play(r.id, *m.payload) {
+			if !s.call.Play(r.id, *m.payload) && !isClosed(s.call.Done()) {
 				s.log.Warn().Str("response_id", r.id).Msg("call playback queue full; audio dropped")
 			}
 			putBuf(m.payload)

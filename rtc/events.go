@@ -138,6 +138,42 @@ func (ec *EventChannel) Read(p []byte) (n int, isText bool, err error) {
 	return 0, false, io.EOF
 }
 
+// ReadMessage reads one whole message like Read, into buf (reused: the
+// message is buf[:n] of the returned slice), growing buf while the message
+// does not fit, up to the announced maximum message size. A call whose
+// events are small keeps a small buffer.
+func (ec *EventChannel) ReadMessage(buf []byte) ([]byte, bool, error) {
+	select {
+	case <-ec.ready:
+	case <-ec.ended:
+		return buf[:0], false, io.EOF
+	}
+	if ec.hasEnded() {
+		return buf[:0], false, io.EOF
+	}
+	if ec.isBroken {
+		return buf[:0], false, errChannelBroken
+	}
+	if cap(buf) == 0 {
+		buf = make([]byte, 0, min(4096, ec.max))
+	}
+	for {
+		n, isText, err := ec.dc.ReadDataChannel(buf[:cap(buf)])
+		switch {
+		case err == nil:
+			return buf[:n], isText, nil
+		case !errors.Is(err, io.ErrShortBuffer):
+			return buf[:0], false, io.EOF
+		case cap(buf) >= ec.max:
+			n, isText, err := ec.drain(buf[:cap(buf)])
+			return buf[:n], isText, err
+		}
+		// pion keeps a message that did not fit queued: read it again
+		// into a bigger buffer.
+		buf = make([]byte, 0, min(2*cap(buf), ec.max))
+	}
+}
+
 // drain consumes the message that did not fit in p.
 func (ec *EventChannel) drain(p []byte) (int, bool, error) {
 	if ec.scratch == nil {

@@ -1,5 +1,6 @@
 // Command parley is Parley's command-line tool: a terminal chat client for
-// the realtime API, a development TLS certificate, and storage migrations.
+// the realtime API, a development TLS certificate, storage migrations, and
+// tenants, users and keys in the store.
 package main
 
 import (
@@ -26,6 +27,12 @@ Usage:
                   write a self-signed certificate for localhost (HTTPS and WSS in development)
   parley migrate  [-storage URL]
                   apply the storage migrations (SQLite path or postgres:// URL)
+  parley tenant create -id ID -name NAME [-plan PLAN] [-owner EMAIL]
+  parley user create -email EMAIL -name NAME [-company C] [-tenant ID -role ROLE] < password
+  parley key create -tenant ID [-kind secret|publishable] [-scopes realtime,management,read_only]
+                    [-agents A,B -origins https://site] [-name N]
+  parley key revoke -tenant ID -id KEY_ID
+                  manage tenants, people and keys directly in the store (-storage URL)
 
 Environment: PARLEY_URL, PARLEY_API_KEY, PARLEY_STORAGE_URL provide defaults.
 `
@@ -50,6 +57,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = devCertCmd(args[1:], stdout, stderr)
 	case "migrate":
 		err = migrateCmd(ctx, args[1:], stdout, stderr)
+	case "tenant":
+		err = tenantCmd(ctx, args[1:], stdout, stderr)
+	case "user":
+		err = userCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "key":
+		err = keyCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
