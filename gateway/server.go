@@ -197,6 +197,11 @@ func New(opts Options) (*Server, error) {
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler { return s.mux }
 
+// Handle serves pattern (a ServeMux pattern such as "GET /v1/me") with h
+// next to the gateway's own routes: how parleyd mounts the management API.
+// Call it before serving.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 // Registry returns the Prometheus registry the server reports to.
 func (s *Server) Registry() *prometheus.Registry { return s.registry }
 

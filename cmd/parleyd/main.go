@@ -28,6 +28,7 @@ import (
 	"parley/agent/openai"
 	"parley/config"
 	"parley/gateway"
+	"parley/manage"
 	"parley/rtc"
 	"parley/storage"
 	"parley/storage/backends"
@@ -46,6 +47,7 @@ type Main struct {
 	Log     zerolog.Logger
 	Store   storage.Backend
 	Keys    *access.KeyCache // every tenant's keys, cached; its Run follows revocations
+	Manage  *manage.API      // the management REST API under /v1/
 	Gateway *gateway.Server
 	Edge    *rtc.Edge // WebRTC media edge; nil when webrtc.udp_address is empty
 
@@ -188,6 +190,16 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 		return err
 	}
 	m.Gateway = gw
+	api, err := manage.New(manage.Options{Accounts: store, Keys: m.Keys, Logger: m.Log.With().Str("component", "manage").Logger(),
+		SecureCookies: cfg.TLS.Enabled()})
+	if err != nil {
+		return fmt.Errorf("management API: %w", err)
+	}
+	m.Manage = api
+	mh := api.Handler()
+	for _, rt := range api.Routes() {
+		gw.Handle(rt.Method+" "+rt.Pattern, mh)
+	}
 
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
@@ -327,6 +339,11 @@ func (m *Main) Close() error {
 	}
 	if m.Gateway != nil {
 		if err := m.Gateway.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if m.Manage != nil { // flushes the API call log
+		if err := m.Manage.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -106,4 +107,88 @@ func TestKeyKindsAndRevocation(t *testing.T) {
 	if !strings.Contains(logs, "publishable key refused") {
 		t.Errorf("the refusal of the publishable key was not logged")
 	}
+}
+
+// TestManagementAPIToCall: a business signs up through the management API,
+// creates a publishable key for its website, and that key's ephemeral key
+// opens a realtime session stored under the business's tenant.
+func TestManagementAPIToCall(t *testing.T) {
+	r := start(t, "../../configs/parley.yaml", "PARLEY_STORAGE_URL="+t.TempDir()+"/p.db")
+	base := "http" + strings.TrimPrefix(r.base, "ws")
+	code, body := postJSON(t, base+"/v1/auth/register", "", "",
+		`{"name":"Ada","email":"ada@shop.example","company":"Shop","password":"correct horse battery"}`)
+	if code != 201 {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	var reg struct {
+		Token  string `json:"token"`
+		Tenant struct {
+			ID string `json:"id"`
+		} `json:"tenant"`
+	}
+	if err := json.Unmarshal([]byte(body), &reg); err != nil || reg.Token == "" || reg.Tenant.ID == "" {
+		t.Fatalf("register body %s", body)
+	}
+	code, body = postJSON(t, base+"/v1/tenants/"+reg.Tenant.ID+"/agents", reg.Token, "", `{"id":"assistant","name":"Shop assistant","engine":"kb"}`)
+	if code != 201 && code != 200 {
+		t.Fatalf("create agent: %d %s", code, body)
+	}
+	code, body = postJSON(t, base+"/v1/tenants/"+reg.Tenant.ID+"/keys", reg.Token, "",
+		`{"kind":"publishable","agent_ids":["assistant"],"origins":["https://shop.example"]}`)
+	if code != 201 && code != 200 {
+		t.Fatalf("create key: %d %s", code, body)
+	}
+	var key struct {
+		Value string `json:"value"`
+	}
+	if err := json.Unmarshal([]byte(body), &key); err != nil || !strings.HasPrefix(key.Value, "pk_") {
+		t.Fatalf("key body %s", body)
+	}
+	code, body = postJSON(t, base+"/v1/realtime/client_secrets", key.Value, "https://shop.example", `{"session":{"model":"assistant"}}`)
+	if code != 200 {
+		t.Fatalf("mint with the publishable key: %d %s", code, body)
+	}
+	var ek struct {
+		Value string `json:"value"`
+	}
+	_ = json.Unmarshal([]byte(body), &ek)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, r.base+"/v1/realtime?model=gpt-realtime", &websocket.DialOptions{
+		Subprotocols: []string{"realtime", "openai-insecure-api-key." + ek.Value}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	c := &wsClient{t: t, conn: conn}
+	ev := c.next()
+	sessID, _ := ev["session"].(map[string]any)["id"].(string)
+	c.until("conversation.item.done")
+	answer, _ := c.ask("What is Parley?")
+	if answer == "" {
+		t.Fatal("no answer")
+	}
+	convID := "conv_" + strings.TrimPrefix(sessID, "sess_")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conv, err := r.m.Store.GetConversation(ctx, reg.Tenant.ID, convID)
+		if err == nil {
+			if conv.TenantID != reg.Tenant.ID {
+				t.Fatalf("conversation stored under %q", conv.TenantID)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("conversation not stored under the new tenant: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := r.m.Store.GetConversation(ctx, storage.DefaultTenant, convID); err == nil {
+		t.Fatal("the conversation is visible to the default tenant")
+	}
+	resp, err := http.Get(base + "/v1/openapi.json")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("openapi: %v %v", err, resp)
+	}
+	resp.Body.Close()
 }
