@@ -21,6 +21,7 @@ bench: deps
 	$(GO) run ./bench/gatewaybench $(ARGS)
 	$(GO) run ./bench/voicebench
 	$(GO) run ./bench/callbench
+	$(GO) run ./bench/authbench
 
 lint: deps
 	$(GO) vet ./...
