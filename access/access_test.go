@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -184,5 +185,27 @@ func BenchmarkVerifyPassword(b *testing.B) {
 	h, _ := HashPassword("benchmark password")
 	for i := 0; i < b.N; i++ {
 		_, _, _ = VerifyPassword(h, "benchmark password")
+	}
+}
+
+// TestREADMERoleTable checks the README's role table against Permissions.
+func TestREADMERoleTable(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for _, a := range Actions() {
+		row := "| `" + a + "` |"
+		for _, r := range Roles {
+			cell := " - |"
+			if Can(r, a) {
+				cell = " yes |"
+			}
+			row += cell
+		}
+		if !strings.Contains(readme, row) {
+			t.Errorf("README lacks the row %q", row)
+		}
 	}
 }
