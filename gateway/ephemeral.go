@@ -81,6 +81,14 @@ func (s *Server) authorize(ctx context.Context, key string, allowEphemeral bool)
 		e.wwwAuthenticate = `Bearer realm="parley"`
 		return grant{}, e
 	}
+	g, herr := s.authorizeKey(ctx, key, allowEphemeral, unauth)
+	if holder, ok := ctx.Value(callLogKey{}).(*Principal); ok && herr == nil {
+		*holder = g.principal
+	}
+	return g, herr
+}
+
+func (s *Server) authorizeKey(ctx context.Context, key string, allowEphemeral bool, unauth func(code, msg string) *httpError) (grant, *httpError) {
 	if strings.HasPrefix(key, ephemeralPrefix) {
 		if !allowEphemeral {
 			return grant{}, unauth("ephemeral_key_not_allowed", "this endpoint needs a secret key (sk_...); ephemeral keys only open sessions and calls")

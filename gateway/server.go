@@ -49,6 +49,10 @@ type Options struct {
 	MaxSessions     int           // concurrent sessions on this node (10000)
 	EngineTimeout   time.Duration // longest a recognizer's final result or one synthesized sentence may take (30s)
 	HistoryMessages int           // messages of context given to the agent (40)
+	// CallLog, when set, receives an API call log entry (endpoint,
+	// status, tenant, key; never a body) for every authenticated request
+	// to the realtime endpoints.
+	CallLog func(storage.APICall)
 	EphemeralTTL    time.Duration // lifetime of an ephemeral key minted without expires_after (10m)
 
 	// WebRTC calls; nil RTC refuses POST /v1/realtime/calls.
@@ -177,12 +181,12 @@ func New(opts Options) (*Server, error) {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /v1/realtime", s.limitIP(s.realtime))
-	mux.HandleFunc("POST /v1/realtime/client_secrets", s.limitIP(s.clientSecrets))
+	mux.HandleFunc("GET /v1/realtime", s.limitIP(s.logged("/v1/realtime", s.realtime)))
+	mux.HandleFunc("POST /v1/realtime/client_secrets", s.limitIP(s.logged("/v1/realtime/client_secrets", s.clientSecrets)))
 	mux.HandleFunc("OPTIONS /v1/realtime/client_secrets", s.limitIP(s.secretsPreflight))
-	mux.HandleFunc("POST /v1/realtime/calls", s.limitIP(s.createCall))
+	mux.HandleFunc("POST /v1/realtime/calls", s.limitIP(s.logged("/v1/realtime/calls", s.createCall)))
 	mux.HandleFunc("OPTIONS /v1/realtime/calls", s.limitIP(func(w http.ResponseWriter, r *http.Request) { s.cors(w, r) }))
-	mux.HandleFunc("POST /v1/realtime/calls/{call_id}/hangup", s.limitIP(s.hangupCall))
+	mux.HandleFunc("POST /v1/realtime/calls/{call_id}/hangup", s.limitIP(s.logged("/v1/realtime/calls/{call_id}/hangup", s.hangupCall)))
 	mux.HandleFunc("/v1/realtime", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET")
 		writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "method_not_allowed", "the realtime endpoint is a WebSocket: GET with an Upgrade header")

@@ -306,6 +306,22 @@ func (a *API) writeCalls() {
 	}
 }
 
+// LogCall queues an API call log entry of another part of the server (the
+// realtime endpoints) for the same writer; ID and ExpiresAt are filled in
+// when empty. An entry without a tenant is not logged.
+func (a *API) LogCall(c storage.APICall) {
+	if c.TenantID == "" {
+		return
+	}
+	if c.ID == "" {
+		c.ID = newID("call_")
+	}
+	if c.ExpiresAt.IsZero() {
+		c.ExpiresAt = c.At.Add(storage.APICallRetention)
+	}
+	a.logCall(c)
+}
+
 // logCall queues an API call log entry; dropped (and counted) when the
 // writer is behind, so logging never slows a request down.
 func (a *API) logCall(c storage.APICall) {

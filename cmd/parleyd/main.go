@@ -164,7 +164,14 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 		}
 		m.Edge = edge
 	}
+	api, err := manage.New(manage.Options{Accounts: store, Keys: m.Keys, Logger: m.Log.With().Str("component", "manage").Logger(),
+		SecureCookies: cfg.TLS.Enabled()})
+	if err != nil {
+		return fmt.Errorf("management API: %w", err)
+	}
+	m.Manage = api
 	gw, err := gateway.New(gateway.Options{
+		CallLog: api.LogCall,
 		Agents: agents, Store: store, Auth: auth, Recognizer: rec, Synthesizer: syn,
 		Retention:            storage.Retention{TranscriptDays: cfg.Retention.TranscriptDays, MetadataDays: cfg.Retention.MetadataDays},
 		AllowedOrigins:       cfg.Realtime.AllowedOrigins,
@@ -190,12 +197,6 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 		return err
 	}
 	m.Gateway = gw
-	api, err := manage.New(manage.Options{Accounts: store, Keys: m.Keys, Logger: m.Log.With().Str("component", "manage").Logger(),
-		SecureCookies: cfg.TLS.Enabled()})
-	if err != nil {
-		return fmt.Errorf("management API: %w", err)
-	}
-	m.Manage = api
 	mh := api.Handler()
 	for _, rt := range api.Routes() {
 		gw.Handle(rt.Method+" "+rt.Pattern, mh)

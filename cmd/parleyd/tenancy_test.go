@@ -186,6 +186,28 @@ func TestManagementAPIToCall(t *testing.T) {
 	if _, err := r.m.Store.GetConversation(ctx, storage.DefaultTenant, convID); err == nil {
 		t.Fatal("the conversation is visible to the default tenant")
 	}
+	// The realtime requests are in the tenant's API call log, attributed
+	// to the publishable key, without bodies.
+	want := map[string]int{"POST /v1/realtime/client_secrets": 200, "GET /v1/realtime": 101}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		calls, _, err := r.m.Store.ListAPICalls(ctx, reg.Tenant.ID, "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := 0
+		for _, c := range calls {
+			if st, ok := want[c.Method+" "+c.Route]; ok && st == c.Status && strings.HasPrefix(c.KeyID, "key_") {
+				found++
+			}
+		}
+		if found >= len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("API call log %+v lacks the realtime calls", calls)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	resp, err := http.Get(base + "/v1/openapi.json")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("openapi: %v %v", err, resp)
