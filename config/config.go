@@ -32,7 +32,11 @@ type Config struct {
 	Shutdown  Shutdown  `yaml:"shutdown"`
 	Voice     Voice     `yaml:"voice"`
 	WebRTC    WebRTC    `yaml:"webrtc"`
-	Agents    []Agent   `yaml:"agents"`
+	// Plans are the limits of each tenant plan (by plan name); a tenant on
+	// a plan not listed gets realtime.max_sessions_per_tenant and
+	// realtime.key_requests_per_second.
+	Plans  map[string]Plan `yaml:"plans"`
+	Agents []Agent         `yaml:"agents"`
 
 	// Dir is the directory of the config file; relative knowledge
 	// directories are resolved against it. Not a YAML key.
@@ -81,6 +85,13 @@ type WebRTC struct {
 	ConnectTimeout  time.Duration `yaml:"connect_timeout"`
 	MaxCalls        int           `yaml:"max_calls"`
 	MaxCallsPerKey  int           `yaml:"max_calls_per_key"`
+}
+
+// Plan is one plan's limits (0 keeps the realtime section's default).
+type Plan struct {
+	MaxSessions          int     `yaml:"max_sessions"`
+	KeyRequestsPerSecond float64 `yaml:"key_requests_per_second"`
+	KeyBurst             int     `yaml:"key_burst"`
 }
 
 // Enabled reports whether WebRTC calls are served.
@@ -241,6 +252,11 @@ func Default() Config {
 		Shutdown:  Shutdown{DrainTimeout: 30 * time.Second},
 		Voice:     Voice{STTEngine: EnginePocketsphinx, TTSEngine: EngineEspeak, EngineTimeout: 30 * time.Second},
 		Auth:      Auth{EphemeralKeyTTL: 10 * time.Minute},
+		Plans: map[string]Plan{
+			"free":       {MaxSessions: 5, KeyRequestsPerSecond: 2, KeyBurst: 10},
+			"team":       {MaxSessions: 100, KeyRequestsPerSecond: 20, KeyBurst: 50},
+			"enterprise": {MaxSessions: 1000, KeyRequestsPerSecond: 50, KeyBurst: 200},
+		},
 		WebRTC: WebRTC{UDPAddress: ":7882", ConnectTimeout: 15 * time.Second,
 			MaxCalls: 1000, MaxCallsPerKey: 100},
 	}
@@ -357,6 +373,8 @@ func sectionName(typ string) string {
 		return "agents[].openai"
 	case "ICEServer":
 		return "webrtc.ice_servers[]"
+	case "Plan":
+		return "plans.*"
 	}
 	return typ
 }
@@ -496,6 +514,19 @@ func (c *Config) Validate() error {
 		bad("auth.ephemeral_key_ttl", "must be between 10s and 2h, got %v", d)
 	}
 	c.validateWebRTC(bad)
+	for name, pl := range c.Plans {
+		key := "plans." + name
+		switch {
+		case !idPattern.MatchString(name):
+			bad(key, "plan names are lowercase letters, digits, - and _")
+		case pl.MaxSessions < 0:
+			bad(key+".max_sessions", "must not be negative")
+		case pl.KeyRequestsPerSecond < 0:
+			bad(key+".key_requests_per_second", "must not be negative")
+		case pl.KeyRequestsPerSecond > 0 && pl.KeyBurst < 1:
+			bad(key+".key_burst", "must be at least 1 with a request rate")
+		}
+	}
 	for i, o := range c.Realtime.AllowedOrigins {
 		if o == "" || o == "*" {
 			bad(fmt.Sprintf("realtime.allowed_origins[%d]", i), "%q is not allowed; list the origins (host patterns such as example.com or *.example.com)", o)

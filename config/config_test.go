@@ -109,6 +109,10 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"negative session limit", "realtime:\n  max_sessions_per_key: -1\n" + minimal, nil, "realtime.max_sessions_per_key"},
 		{"rate without burst", "realtime:\n  key_requests_per_second: 5\n  key_burst: 0\n" + minimal, nil, "realtime.key_requests_per_second: needs a burst"},
 		{"env bad float", minimal, []string{"PARLEY_REALTIME_IP_REQUESTS_PER_SECOND=fast"}, "PARLEY_REALTIME_IP_REQUESTS_PER_SECOND (realtime.ip_requests_per_second): invalid number"},
+		{"plan name", "plans:\n  Gold Plan: {max_sessions: 1}\n" + minimal, nil, "plans.Gold Plan"},
+		{"plan negative", "plans:\n  gold: {max_sessions: -1}\n" + minimal, nil, "plans.gold.max_sessions"},
+		{"plan rate without burst", "plans:\n  gold: {key_requests_per_second: 3}\n" + minimal, nil, "plans.gold.key_burst"},
+		{"plan unknown key", "plans:\n  gold: {sessions: 3}\n" + minimal, nil, `unknown key "sessions" in plans.*`},
 		{"env bad bool", minimal, []string{"PARLEY_WEBRTC_INCLUDE_LOOPBACK=sometimes"}, "PARLEY_WEBRTC_INCLUDE_LOOPBACK (webrtc.include_loopback): invalid boolean"},
 	}
 	for _, tt := range tests {

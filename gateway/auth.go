@@ -27,6 +27,8 @@ type Principal struct {
 	Scopes   []string
 	AgentIDs []string
 	Origins  []string
+	// Plan is the tenant's plan ("" when unknown): it selects the limits.
+	Plan string
 }
 
 // hasScope reports whether p is a secret key with scope.

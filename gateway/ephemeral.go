@@ -95,7 +95,8 @@ func (s *Server) authorizeKey(ctx context.Context, key string, allowEphemeral bo
 		}
 		g, herr := s.redeem(ctx, key, unauth)
 		if herr == nil {
-			herr = s.limitKey(g.principal.KeyID)
+			g.principal.Plan = s.planOf(ctx, g.principal.TenantID)
+			herr = s.limitKey(g.principal)
 		}
 		return g, herr
 	}
@@ -108,15 +109,21 @@ func (s *Server) authorizeKey(ctx context.Context, key string, allowEphemeral bo
 		return grant{}, &httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: "auth_unavailable",
 			msg: "authentication is unavailable; try again", retryAfter: 1}
 	}
-	return grant{principal: p}, s.limitKey(p.KeyID)
+	p.Plan = s.planOf(ctx, p.TenantID)
+	return grant{principal: p}, s.limitKey(p)
 }
 
-// limitKey takes one request from the key's rate limit.
-func (s *Server) limitKey(keyID string) *httpError {
-	if s.keyLimiter == nil {
+// limitKey takes one request from the key's rate limit (its tenant's
+// plan's, or the default).
+func (s *Server) limitKey(p Principal) *httpError {
+	lim := s.keyLimiter
+	if pl, ok := s.planLimiters[p.Plan]; ok {
+		lim = pl
+	}
+	if lim == nil {
 		return nil
 	}
-	if ok, wait := s.keyLimiter.Allow(keyID); !ok {
+	if ok, wait := lim.Allow(p.KeyID); !ok {
 		s.metrics.rateLimited.WithLabelValues("key").Inc()
 		return tooMany("this key is sending requests too fast", wait)
 	}

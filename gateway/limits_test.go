@@ -86,3 +86,37 @@ func TestRateLimitPerKeyAndIP(t *testing.T) {
 		t.Fatalf("WebSocket over the IP's rate: %v %v", err, resp)
 	}
 }
+
+func TestPlanLimits(t *testing.T) {
+	plan := "free"
+	h := newHarness(t, &scriptAgent{deltas: []string{"Hi."}}, func(o *Options) {
+		o.MaxSessionsPerTenant = 100
+		o.Plans = map[string]PlanLimits{"free": {MaxSessions: 1, RatePerKey: 0.1, BurstPerKey: 2}, "team": {MaxSessions: 3}}
+		o.PlanOf = func(ctx context.Context, tenantID string) (string, error) { return plan, nil }
+	})
+	h.mustDial() // one session: the free plan's limit
+	c, _, err := h.dial("?model=assistant", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := c.next(); ev["type"] != realtime.TypeError || !strings.Contains(ev["error"].(map[string]any)["message"].(string), "organisation") {
+		t.Fatalf("second session on the free plan: %v", ev)
+	}
+	// The free plan's request rate: the burst of 2 (both dials above) is spent.
+	if code, _ := h.mint(testKey, "application/json", `{}`); code != 429 {
+		t.Fatalf("over the free plan's rate: %d", code)
+	}
+	// Another plan's limits apply once the cached plan expires; here a new
+	// server sees "team" at once.
+	plan = "team"
+	h2 := newHarness(t, &scriptAgent{deltas: []string{"Hi."}}, func(o *Options) {
+		o.Plans = map[string]PlanLimits{"team": {MaxSessions: 2}}
+		o.PlanOf = func(ctx context.Context, tenantID string) (string, error) { return plan, nil }
+	})
+	h2.mustDial()
+	h2.mustDial()
+	c, _, _ = h2.dial("?model=assistant", nil)
+	if ev := c.next(); ev["type"] != realtime.TypeError {
+		t.Fatalf("third session on a two-session plan: %v", ev)
+	}
+}

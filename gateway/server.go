@@ -68,6 +68,11 @@ type Options struct {
 	MaxSessionsPerKey       int
 	RatePerKey, RatePerIP   float64
 	BurstPerKey, BurstPerIP int
+	// Plans override the per-tenant session limit and the per-key rate
+	// for tenants on a listed plan; PlanOf tells a tenant's plan (cached
+	// for a minute). Without them every tenant gets the defaults above.
+	Plans  map[string]PlanLimits
+	PlanOf func(ctx context.Context, tenantID string) (string, error)
 
 	Logger   zerolog.Logger
 	Registry *prometheus.Registry // nil: a new registry with Go and process collectors
@@ -139,6 +144,10 @@ type Server struct {
 	keySessions    map[string]int // per key (the minting key for ephemeral ones)
 	keyLimiter     *access.Limiter
 	ipLimiter      *access.Limiter
+	planLimiters   map[string]*access.Limiter // per-key rate of each plan that sets one
+
+	planMu sync.Mutex
+	plans  map[string]planEntry // tenant -> plan, cached
 	wg             sync.WaitGroup // one per live session
 
 	draining  chan struct{} // closed: finish turns in flight, accept nothing new
@@ -176,6 +185,13 @@ func New(opts Options) (*Server, error) {
 	if opts.RatePerIP > 0 {
 		s.ipLimiter = access.NewLimiter(opts.RatePerIP, opts.BurstPerIP, 0)
 	}
+	s.planLimiters = map[string]*access.Limiter{}
+	for name, pl := range opts.Plans {
+		if pl.RatePerKey > 0 {
+			s.planLimiters[name] = access.NewLimiter(pl.RatePerKey, pl.BurstPerKey, 0)
+		}
+	}
+	s.plans = map[string]planEntry{}
 	s.recorder = newRecorder(opts.Store, opts.Logger, s.metrics, 2, 2048)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
@@ -371,7 +387,7 @@ func (s *Server) sessionLimitLocked(p Principal) string {
 	switch {
 	case s.sessions >= s.opts.MaxSessions:
 		return "this node has reached its session limit; try again shortly"
-	case s.opts.MaxSessionsPerTenant > 0 && s.tenantSessions[p.TenantID] >= s.opts.MaxSessionsPerTenant:
+	case s.tenantLimit(p) > 0 && s.tenantSessions[p.TenantID] >= s.tenantLimit(p):
 		return "your organisation has reached its limit of concurrent sessions"
 	case s.opts.MaxSessionsPerKey > 0 && s.keySessions[p.KeyID] >= s.opts.MaxSessionsPerKey:
 		return "this key has reached its limit of concurrent sessions"
@@ -482,4 +498,51 @@ func isBeta(header string, protocols []string) bool {
 		}
 	}
 	return false
+}
+
+// PlanLimits are the limits of one plan.
+type PlanLimits struct {
+	MaxSessions int     // concurrent sessions and calls per tenant (0: the default)
+	RatePerKey  float64 // requests per second per key (0: the default)
+	BurstPerKey int
+}
+
+type planEntry struct {
+	plan string
+	at   time.Time
+}
+
+// tenantLimit is the concurrent-session limit of p's tenant.
+func (s *Server) tenantLimit(p Principal) int {
+	if pl, ok := s.opts.Plans[p.Plan]; ok && pl.MaxSessions > 0 {
+		return pl.MaxSessions
+	}
+	return s.opts.MaxSessionsPerTenant
+}
+
+// planOf returns a tenant's plan, cached for a minute ("" when unknown or
+// when the lookup fails: the default limits apply).
+func (s *Server) planOf(ctx context.Context, tenantID string) string {
+	if s.opts.PlanOf == nil || len(s.opts.Plans) == 0 {
+		return ""
+	}
+	now := s.now()
+	s.planMu.Lock()
+	e, ok := s.plans[tenantID]
+	s.planMu.Unlock()
+	if ok && now.Sub(e.at) < time.Minute {
+		return e.plan
+	}
+	plan, err := s.opts.PlanOf(ctx, tenantID)
+	if err != nil {
+		s.log.Warn().Err(err).Str("tenant_id", tenantID).Msg("reading the tenant's plan failed; default limits apply")
+		return ""
+	}
+	s.planMu.Lock()
+	if len(s.plans) > 100000 {
+		clear(s.plans)
+	}
+	s.plans[tenantID] = planEntry{plan: plan, at: now}
+	s.planMu.Unlock()
+	return plan
 }

@@ -172,6 +172,14 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 	m.Manage = api
 	gw, err := gateway.New(gateway.Options{
 		CallLog: api.LogCall,
+		Plans:   planLimits(cfg.Plans),
+		PlanOf: func(ctx context.Context, tenantID string) (string, error) {
+			t, err := store.GetTenant(ctx, tenantID)
+			if err != nil {
+				return "", err
+			}
+			return t.Plan, nil
+		},
 		Agents: agents, Store: store, Auth: auth, Recognizer: rec, Synthesizer: syn,
 		Retention:            storage.Retention{TranscriptDays: cfg.Retention.TranscriptDays, MetadataDays: cfg.Retention.MetadataDays},
 		AllowedOrigins:       cfg.Realtime.AllowedOrigins,
@@ -427,4 +435,12 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+func planLimits(plans map[string]config.Plan) map[string]gateway.PlanLimits {
+	out := make(map[string]gateway.PlanLimits, len(plans))
+	for name, p := range plans {
+		out[name] = gateway.PlanLimits{MaxSessions: p.MaxSessions, RatePerKey: p.KeyRequestsPerSecond, BurstPerKey: p.KeyBurst}
+	}
+	return out
 }
