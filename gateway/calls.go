@@ -253,6 +253,7 @@ func (s *Server) callSettings(g grant, formSession json.RawMessage, queryModel s
 func readOffer(w http.ResponseWriter, r *http.Request) (offer string, session json.RawMessage, herr *httpError) {
 	tooBig := &httpError{status: http.StatusRequestEntityTooLarge, typ: "invalid_request_error", code: "body_too_large",
 		msg: "the offer is larger than 64 KiB"}
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout)) // against trickling clients
 	r.Body = http.MaxBytesReader(w, r.Body, maxSignalBody)
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil {

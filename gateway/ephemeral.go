@@ -28,6 +28,10 @@ const (
 	maxSignalBody   = 64 << 10 // client_secrets and call bodies
 )
 
+// bodyReadTimeout bounds reading a signaling request's body: a client that
+// trickles it is cut off (http.read_header_timeout covers only headers).
+var bodyReadTimeout = 10 * time.Second
+
 // httpError is an error of an HTTP endpoint, translated once by write.
 type httpError struct {
 	status          int
@@ -375,6 +379,7 @@ func requireJSON(r *http.Request) *httpError {
 
 // decodeBody decodes a JSON body strictly, within maxSignalBody.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) *httpError {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout)) // against trickling clients
 	body := http.MaxBytesReader(w, r.Body, maxSignalBody)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()

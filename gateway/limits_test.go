@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -118,5 +121,29 @@ func TestPlanLimits(t *testing.T) {
 	c, _, _ = h2.dial("?model=assistant", nil)
 	if ev := c.next(); ev["type"] != realtime.TypeError {
 		t.Fatalf("third session on a two-session plan: %v", ev)
+	}
+}
+
+// TestSlowBodyIsCutOff: a client that sends its headers and then trickles
+// its body does not hold the request open.
+func TestSlowBodyIsCutOff(t *testing.T) {
+	old := bodyReadTimeout
+	bodyReadTimeout = 300 * time.Millisecond
+	defer func() { bodyReadTimeout = old }()
+	h := newHarness(t, &scriptAgent{deltas: []string{"Hi."}}, nil)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = fmt.Fprintf(conn, "POST /v1/realtime/client_secrets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", testKey)
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(conn)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the trickling request was held %v", d)
+	}
+	if !strings.Contains(string(b), "400") && len(b) != 0 {
+		t.Logf("answer: %q", b)
 	}
 }

@@ -52,8 +52,8 @@ type Options struct {
 	// CallLog, when set, receives an API call log entry (endpoint,
 	// status, tenant, key; never a body) for every authenticated request
 	// to the realtime endpoints.
-	CallLog func(storage.APICall)
-	EphemeralTTL    time.Duration // lifetime of an ephemeral key minted without expires_after (10m)
+	CallLog      func(storage.APICall)
+	EphemeralTTL time.Duration // lifetime of an ephemeral key minted without expires_after (10m)
 
 	// WebRTC calls; nil RTC refuses POST /v1/realtime/calls.
 	RTC            *rtc.Edge
@@ -148,7 +148,7 @@ type Server struct {
 
 	planMu sync.Mutex
 	plans  map[string]planEntry // tenant -> plan, cached
-	wg             sync.WaitGroup // one per live session
+	wg     sync.WaitGroup       // one per live session
 
 	draining  chan struct{} // closed: finish turns in flight, accept nothing new
 	hardStop  chan struct{} // closed: end every session now

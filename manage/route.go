@@ -240,6 +240,9 @@ func (c *call) readBody() error {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		return nil
 	}
+	// A client that trickles its body is cut off (the server's
+	// ReadHeaderTimeout covers only the headers).
+	_ = http.NewResponseController(c.w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	b, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, maxBody))
 	var tooBig *http.MaxBytesError
 	switch {
@@ -404,3 +407,6 @@ func listOf[T, S any](items []S, next string, conv func(*S) T) listBody[T] {
 	}
 	return out
 }
+
+// bodyReadTimeout bounds reading a request body.
+const bodyReadTimeout = 10 * time.Second
