@@ -83,7 +83,7 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 		refuse(herr)
 		return
 	}
-	a, updates, herr := s.callSettings(g, formSession, r.URL.Query().Get("model"))
+	a, updates, herr := s.callSettings(r.Context(), g, formSession, r.URL.Query().Get("model"))
 	if herr != nil {
 		refuse(herr)
 		return
@@ -218,7 +218,7 @@ func (s *Server) releaseCall(p Principal) {
 
 // callSettings picks the call's agent and the session settings to apply
 // at start: those minted with an ephemeral key, then the form's.
-func (s *Server) callSettings(g grant, formSession json.RawMessage, queryModel string) (*agent.Agent, []*realtime.SessionUpdate, *httpError) {
+func (s *Server) callSettings(ctx context.Context, g grant, formSession json.RawMessage, queryModel string) (*agent.Agent, []*realtime.SessionUpdate, *httpError) {
 	var updates []*realtime.SessionUpdate
 	if g.ephemeral {
 		a := g.agent
@@ -238,7 +238,7 @@ func (s *Server) callSettings(g grant, formSession json.RawMessage, queryModel s
 		}
 		return a, updates, nil
 	}
-	a, u, herr := s.sessionRequest(formSession, "session", queryModel)
+	a, u, herr := s.sessionRequest(ctx, g.principal.TenantID, formSession, "session", queryModel)
 	if herr != nil {
 		return nil, nil, herr
 	}

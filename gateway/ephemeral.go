@@ -176,10 +176,13 @@ func (s *Server) redeem(ctx context.Context, key string, unauth func(code, msg s
 		return grant{}, &httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: "auth_unavailable",
 			msg: "authentication is unavailable; try again", retryAfter: 1}
 	}
-	a, ok := s.opts.Agents[k.AgentID]
-	if !ok {
+	a, err := s.agentFor(ctx, k.TenantID, k.AgentID)
+	if errors.Is(err, storage.ErrNotFound) {
 		return grant{}, &httpError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found",
 			msg: "the agent " + quote(k.AgentID) + " this key was minted for no longer exists"}
+	}
+	if err != nil {
+		return grant{}, agentUnavailable(s, err)
 	}
 	g := grant{principal: Principal{TenantID: k.TenantID, KeyID: k.KeyID}, ephemeral: true, agent: a}
 	if len(k.Session) > 0 {
@@ -264,7 +267,7 @@ func (s *Server) clientSecrets(w http.ResponseWriter, r *http.Request) {
 			ttl = time.Duration(sec) * time.Second
 		}
 	}
-	a, u, herr := s.sessionRequest(req.Session, "session", r.URL.Query().Get("model"))
+	a, u, herr := s.sessionRequest(r.Context(), g.principal.TenantID, req.Session, "session", r.URL.Query().Get("model"))
 	if herr != nil {
 		herr.write(w)
 		return
@@ -306,7 +309,7 @@ func (s *Server) clientSecrets(w http.ResponseWriter, r *http.Request) {
 // sessionRequest validates a session object given over HTTP and picks its
 // agent: session.model, else the model query parameter, else the only
 // agent.
-func (s *Server) sessionRequest(raw json.RawMessage, param, queryModel string) (*agent.Agent, *realtime.SessionUpdate, *httpError) {
+func (s *Server) sessionRequest(ctx context.Context, tenantID string, raw json.RawMessage, param, queryModel string) (*agent.Agent, *realtime.SessionUpdate, *httpError) {
 	var u *realtime.SessionUpdate
 	if !isNullJSON(raw) {
 		var e *realtime.Error
@@ -321,18 +324,22 @@ func (s *Server) sessionRequest(raw json.RawMessage, param, queryModel string) (
 	var a *agent.Agent
 	switch {
 	case model != "":
-		a = s.opts.Agents[model]
-		if a == nil {
+		var err error
+		a, err = s.agentFor(ctx, tenantID, model)
+		if errors.Is(err, storage.ErrNotFound) {
 			return nil, nil, &httpError{status: http.StatusNotFound, typ: "invalid_request_error", code: "model_not_found", param: param + ".model",
-				msg: "no agent named " + quote(model) + " (agents: " + strings.Join(s.agentIDs(), ", ") + ")"}
+				msg: "no agent named " + quote(model) + s.agentList(tenantID)}
 		}
-	case len(s.opts.Agents) == 1:
+		if err != nil {
+			return nil, nil, agentUnavailable(s, err)
+		}
+	case tenantID == storage.DefaultTenant && len(s.opts.Agents) == 1:
 		for _, x := range s.opts.Agents {
 			a = x
 		}
 	default:
 		return nil, nil, badRequest(realtime.CodeMissingParameter, param+".model",
-			"name the agent in "+param+".model (agents: "+strings.Join(s.agentIDs(), ", ")+")")
+			"name the agent in "+param+".model"+s.agentList(tenantID))
 	}
 	if u != nil {
 		st := realtime.NewSession("check", a.ID, a.Instructions, 0)
@@ -403,4 +410,35 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *httpError {
 		}
 		return badRequest(realtime.CodeInvalidJSON, "", "the body is not valid JSON: "+msg)
 	}
+}
+
+// agentFor returns the agent id of a tenant: for the default tenant, the
+// agents of the configuration file (then its stored ones); for every other
+// tenant, its own stored agents (TenantAgent). storage.ErrNotFound when
+// the tenant has no such agent.
+func (s *Server) agentFor(ctx context.Context, tenantID, id string) (*agent.Agent, error) {
+	if tenantID == storage.DefaultTenant {
+		if a, ok := s.opts.Agents[id]; ok {
+			return a, nil
+		}
+	}
+	if s.opts.TenantAgent == nil {
+		return nil, storage.ErrNotFound
+	}
+	return s.opts.TenantAgent(ctx, tenantID, id)
+}
+
+// agentList names the configured agents in error messages for the
+// default tenant (other tenants do not see the operator's agents).
+func (s *Server) agentList(tenantID string) string {
+	if tenantID != storage.DefaultTenant {
+		return " (your agents are managed under /v1/tenants/{tenant_id}/agents)"
+	}
+	return " (agents: " + strings.Join(s.agentIDs(), ", ") + ")"
+}
+
+func agentUnavailable(s *Server, err error) *httpError {
+	s.log.Error().Err(err).Msg("loading a tenant agent failed")
+	return &httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: "agent_unavailable",
+		msg: "the agent could not be loaded; try again", retryAfter: 1}
 }

@@ -68,6 +68,11 @@ type Options struct {
 	MaxSessionsPerKey       int
 	RatePerKey, RatePerIP   float64
 	BurstPerKey, BurstPerIP int
+	// TenantAgent loads a tenant's own agent (managed through the
+	// management API); storage.ErrNotFound when it has none of that id.
+	// The default tenant's agents come from Agents first.
+	TenantAgent func(ctx context.Context, tenantID, agentID string) (*agent.Agent, error)
+
 	// Plans override the per-tenant session limit and the per-key rate
 	// for tenants on a listed plan; PlanOf tells a tenant's plan (cached
 	// for a minute). Without them every tenant gets the defaults above.
@@ -326,12 +331,20 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 	conn.SetReadLimit(s.opts.ReadLimit)
 
 	model := r.URL.Query().Get("model")
-	a, known := s.opts.Agents[model]
+	var a *agent.Agent
+	known := false
 	if g.ephemeral { // the key was minted for its agent; SDKs may add a model of their own
 		a, known, model = g.agent, true, g.agent.ID
+	} else if model != "" {
+		var err error
+		a, err = s.agentFor(r.Context(), p.TenantID, model)
+		known = err == nil
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			s.log.Error().Err(err).Msg("loading a tenant agent failed")
+		}
 	}
 	if full || !known {
-		s.refuseSession(conn, limit, model)
+		s.refuseSession(conn, limit, model, p.TenantID)
 		if !full {
 			s.release(p)
 		}
@@ -361,11 +374,11 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 
 // refuseSession tells a client why it cannot have a session (an error event
 // it can read even from a browser) and closes.
-func (s *Server) refuseSession(conn *websocket.Conn, limit, model string) {
+func (s *Server) refuseSession(conn *websocket.Conn, limit, model, tenantID string) {
 	code, param, status := "model_not_found", "model", websocket.StatusPolicyViolation
-	msg := "no agent named " + quote(model) + "; pass ?model=AGENT_ID (agents: " + strings.Join(s.agentIDs(), ", ") + ")"
+	msg := "no agent named " + quote(model) + "; pass ?model=AGENT_ID" + s.agentList(tenantID)
 	if model == "" {
-		msg = "the model query parameter is required: ?model=AGENT_ID (agents: " + strings.Join(s.agentIDs(), ", ") + ")"
+		msg = "the model query parameter is required: ?model=AGENT_ID" + s.agentList(tenantID)
 	}
 	if limit != "" {
 		code, param, status = realtime.CodeSessionLimitReached, "", websocket.StatusTryAgainLater

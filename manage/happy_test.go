@@ -148,8 +148,16 @@ func TestAgentsKeysSettingsLogs(t *testing.T) {
 	w := newWorld(t)
 	base := "/v1/tenants/" + w.A.ID
 	r := w.do("POST", base+"/agents", w.memberTok, map[string]any{"id": "sales", "name": "Sales", "instructions": "Sell.",
-		"engine": "openai", "voice": "alloy", "language": "en", "settings": map[string]any{"temperature": 0.2}})
+		"engine": "kb", "voice": "alloy", "language": "en", "settings": map[string]any{"top_k": 3,
+			"knowledge": map[string]any{"pricing.md": "# Pricing\n\nThe team plan costs 20 euros a month."}}})
 	w.want(r, 201, "")
+	w.want(w.do("POST", base+"/agents", w.memberTok, map[string]any{"id": "y", "engine": "openai"}), 400, "invalid_value")
+	r = w.do("POST", base+"/agents", w.memberTok, map[string]any{"id": "y", "settings": map[string]any{"temperature": 0.2}})
+	w.want(r, 400, "invalid_value")
+	if r.body["error"].(map[string]any)["param"] != "settings.temperature" {
+		t.Fatalf("unknown setting: %s", r.raw)
+	}
+	w.want(w.do("POST", base+"/agents", w.memberTok, map[string]any{"id": "y", "settings": map[string]any{"top_k": 99}}), 400, "invalid_value")
 	w.want(w.do("POST", base+"/agents", w.memberTok, map[string]any{"id": "sales"}), 409, "agent_exists")
 	w.want(w.do("POST", base+"/agents", w.memberTok, map[string]any{"id": "Bad Id"}), 400, "invalid_value")
 	w.want(w.do("POST", base+"/agents", w.memberTok, map[string]any{"id": "x", "engine": "gpt"}), 400, "invalid_value")
@@ -159,9 +167,9 @@ func TestAgentsKeysSettingsLogs(t *testing.T) {
 	if len(r.data()) != 2 {
 		t.Fatalf("agents: %s", r.raw)
 	}
-	r = w.do("PATCH", base+"/agents/sales", w.memberTok, map[string]any{"greeting": "Hi!", "settings": map[string]any{"a": 1}})
+	r = w.do("PATCH", base+"/agents/sales", w.memberTok, map[string]any{"greeting": "Hi!", "settings": map[string]any{"top_k": 2}})
 	w.want(r, 200, "")
-	if r.str("greeting") != "Hi!" || r.str("instructions") != "Sell." || r.body["settings"].(map[string]any)["a"] != 1.0 {
+	if r.str("greeting") != "Hi!" || r.str("instructions") != "Sell." || r.body["settings"].(map[string]any)["top_k"] != 2.0 {
 		t.Fatalf("patch agent: %s", r.raw)
 	}
 	w.want(w.do("GET", base+"/agents/sales", w.viewTok, nil), 200, "")

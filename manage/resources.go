@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"parley/agent"
 	"regexp"
 	"strings"
 
@@ -42,8 +43,10 @@ func checkAgent(a *storage.Agent) error {
 	switch {
 	case !agentIDPattern.MatchString(a.ID):
 		return invalid("id", "id must be 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit")
-	case a.Engine != storage.EngineKB && a.Engine != storage.EngineOpenAI:
-		return invalid("engine", "engine must be kb or openai")
+	case a.Engine == storage.EngineOpenAI:
+		return invalid("engine", "tenant agents run on the kb engine in this version (the openai engine needs per-tenant provider credentials, not yet supported)")
+	case a.Engine != storage.EngineKB:
+		return invalid("engine", "engine must be kb")
 	}
 	for _, f := range []struct {
 		param, v string
@@ -56,6 +59,13 @@ func checkAgent(a *storage.Agent) error {
 	}
 	if len(a.Settings) > 0 && !isObject(a.Settings) {
 		return invalid("settings", "settings must be a JSON object")
+	}
+	if _, err := agent.ParseSettings(a.Settings); err != nil {
+		var se *agent.SettingsError
+		if errors.As(err, &se) {
+			return invalid(se.Field, se.Field+" "+se.Message)
+		}
+		return invalid("settings", err.Error())
 	}
 	return nil
 }

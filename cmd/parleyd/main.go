@@ -171,8 +171,9 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 	}
 	m.Manage = api
 	gw, err := gateway.New(gateway.Options{
-		CallLog: api.LogCall,
-		Plans:   planLimits(cfg.Plans),
+		CallLog:     api.LogCall,
+		TenantAgent: newTenantAgents(store).Get,
+		Plans:       planLimits(cfg.Plans),
 		PlanOf: func(ctx context.Context, tenantID string) (string, error) {
 			t, err := store.GetTenant(ctx, tenantID)
 			if err != nil {

@@ -129,7 +129,8 @@ func TestManagementAPIToCall(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &reg); err != nil || reg.Token == "" || reg.Tenant.ID == "" {
 		t.Fatalf("register body %s", body)
 	}
-	code, body = postJSON(t, base+"/v1/tenants/"+reg.Tenant.ID+"/agents", reg.Token, "", `{"id":"assistant","name":"Shop assistant","engine":"kb"}`)
+	code, body = postJSON(t, base+"/v1/tenants/"+reg.Tenant.ID+"/agents", reg.Token, "", `{"id":"assistant","name":"Shop assistant","engine":"kb",
+		"greeting":"Welcome to the shop!","settings":{"knowledge":{"returns.md":"# Returns\n\nYou can return any item within 30 days of delivery for a full refund."}}}`)
 	if code != 201 && code != 200 {
 		t.Fatalf("create agent: %d %s", code, body)
 	}
@@ -163,10 +164,44 @@ func TestManagementAPIToCall(t *testing.T) {
 	c := &wsClient{t: t, conn: conn}
 	ev := c.next()
 	sessID, _ := ev["session"].(map[string]any)["id"].(string)
-	c.until("conversation.item.done")
-	answer, _ := c.ask("What is Parley?")
-	if answer == "" {
-		t.Fatal("no answer")
+	// The tenant's own agent answers, from the tenant's own knowledge.
+	var greeting string
+	for _, ev := range c.until("conversation.item.done") {
+		if ev["type"] == "conversation.item.done" {
+			greeting, _ = ev["item"].(map[string]any)["content"].([]any)[0].(map[string]any)["text"].(string)
+		}
+	}
+	if greeting != "Welcome to the shop!" {
+		t.Errorf("greeting %q: not the tenant's agent", greeting)
+	}
+	answer, _ := c.ask("How many days do I have to return an item?")
+	if !strings.Contains(answer, "30 days") {
+		t.Fatalf("answer %q: not from the tenant's knowledge", answer)
+	}
+	// Another tenant reaches neither this tenant's agent nor the
+	// operator's configured ones (OWASP API1).
+	code, body = postJSON(t, base+"/v1/auth/register", "", "",
+		`{"name":"Bo","email":"bo@other.example","company":"Other","password":"another horse battery"}`)
+	if code != 201 {
+		t.Fatalf("register B: %d %s", code, body)
+	}
+	var regB struct {
+		Token  string `json:"token"`
+		Tenant struct {
+			ID string `json:"id"`
+		} `json:"tenant"`
+	}
+	_ = json.Unmarshal([]byte(body), &regB)
+	code, body = postJSON(t, base+"/v1/tenants/"+regB.Tenant.ID+"/keys", regB.Token, "", `{"kind":"secret","scopes":["realtime"]}`)
+	if code != 201 {
+		t.Fatalf("B's key: %d %s", code, body)
+	}
+	var keyB struct {
+		Value string `json:"value"`
+	}
+	_ = json.Unmarshal([]byte(body), &keyB)
+	if code, body := postJSON(t, base+"/v1/realtime/client_secrets", keyB.Value, "", `{"session":{"model":"assistant"}}`); code != 404 || strings.Contains(body, "agents:") {
+		t.Errorf("B asking for agent \"assistant\" (A's, and the operator's): %d %s", code, body)
 	}
 	convID := "conv_" + strings.TrimPrefix(sessID, "sess_")
 	deadline := time.Now().Add(5 * time.Second)
