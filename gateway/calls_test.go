@@ -17,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
+	"parley/agent"
 	"parley/media"
 	"parley/realtime"
 	"parley/rtc"
@@ -558,4 +559,58 @@ func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric
 	_ = c.Write(&m)
 	return m.GetCounter().GetValue()
+}
+
+// tenantAuth maps keys to principals of different tenants.
+type tenantAuth map[string]Principal
+
+func (a tenantAuth) Authenticate(ctx context.Context, key string) (Principal, error) {
+	if p, ok := a[key]; ok {
+		return p, nil
+	}
+	return Principal{}, ErrUnauthenticated
+}
+
+// TestCallsAreTenantScoped (OWASP API1): another tenant's key cannot hang
+// up, or attach a sideband to, a call; it gets 404 as for no call at all.
+func TestCallsAreTenantScoped(t *testing.T) {
+	const keyA, keyB = "sk_tenant_a_0123456789abcdef", "sk_tenant_b_0123456789abcdef"
+	h := callHarness(t, &fakeRecognizer{text: "x"}, &toneSynth{}, []string{"Fine."}, func(o *Options) {
+		o.Auth = tenantAuth{
+			keyA: ownerPrincipal("tenant-a", "key-a"),
+			keyB: ownerPrincipal("tenant-b", "key-b"),
+		}
+		a := o.Agents["assistant"]
+		o.TenantAgent = func(ctx context.Context, tenantID, id string) (*agent.Agent, error) {
+			if tenantID == "tenant-a" && id == "assistant" {
+				return a, nil
+			}
+			return nil, storage.ErrNotFound
+		}
+	})
+	if code, m := h.mint(keyB, "application/json", `{"session":{"model":"assistant"}}`); code != 404 {
+		t.Fatalf("B minting for A's agent: %d %v", code, m)
+	}
+	code, m := h.mint(keyA, "application/json", `{"session":{"model":"assistant"}}`)
+	if code != 200 {
+		t.Fatalf("mint: %d %v", code, m)
+	}
+	c, err := rtctest.Dial(context.Background(), h.httpBase(), m["value"].(string), rtctest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if res := h.post("/v1/realtime/calls/"+c.CallID()+"/hangup", "", keyB, nil, nil); res.status != 404 || errCode(res.body) != "call_not_found" {
+		t.Fatalf("B hanging up A's call: %d %s", res.status, res.body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, resp, err := websocket.Dial(ctx, h.url+"/v1/realtime?call_id="+c.CallID(), &websocket.DialOptions{
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + keyB}}}); err == nil || resp.StatusCode != 404 {
+		t.Fatalf("B attaching to A's call: %v %v", err, resp)
+	}
+	if res := h.post("/v1/realtime/calls/"+c.CallID()+"/hangup", "", keyA, nil, nil); res.status != 200 {
+		t.Fatalf("A hanging up its call: %d %s", res.status, res.body)
+	}
+	waitNoSessions(t, h.gw)
 }

@@ -89,6 +89,18 @@ func (s *Server) authorize(ctx context.Context, key string, allowEphemeral bool)
 	if holder, ok := ctx.Value(callLogKey{}).(*Principal); ok && herr == nil {
 		*holder = g.principal
 	}
+	if herr != nil && herr.status < 500 {
+		// Refusals are logged with what they were and whose key it was
+		// when known; never the key.
+		kind := "secret"
+		switch {
+		case strings.HasPrefix(key, ephemeralPrefix):
+			kind = "ephemeral"
+		case strings.HasPrefix(key, "pk_"):
+			kind = "publishable"
+		}
+		s.log.Info().Str("code", herr.code).Str("key_kind", kind).Str("key_id", g.principal.KeyID).Msg("key refused")
+	}
 	return g, herr
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/rs/zerolog"
 
 	"parley/realtime"
 )
@@ -114,8 +115,10 @@ func TestClientSecretMintsOneUseKey(t *testing.T) {
 func TestEphemeralKeyExpires(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now()
+	var logs syncBuf
 	h := newHarness(t, &scriptAgent{deltas: []string{"Hi."}}, func(o *Options) {
 		o.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		o.Logger = zerolog.New(&logs)
 	})
 	key := h.mustMint(`{"expires_after":{"anchor":"created_at","seconds":10}}`)
 	mu.Lock()
@@ -128,7 +131,19 @@ func TestEphemeralKeyExpires(t *testing.T) {
 	if b, _ := io.ReadAll(resp.Body); !strings.Contains(string(b), "ephemeral_key_expired") {
 		t.Errorf("body %s", b)
 	}
+	// The refusal is logged, without the key.
+	if l := logs.String(); !strings.Contains(l, `"code":"ephemeral_key_expired"`) || strings.Contains(l, key[3:]) {
+		t.Errorf("logs: %s", l)
+	}
 }
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestClientSecretBadRequests(t *testing.T) {
 	h := newHarness(t, &scriptAgent{deltas: []string{"Hi."}}, nil)
