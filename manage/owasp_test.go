@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -451,4 +453,26 @@ func TestViewerCreatingAKeyIsRefusedAndLoggedWithoutTheKey(t *testing.T) {
 		t.Fatalf("%d keys", len(ks))
 	}
 	_ = http.StatusOK
+}
+
+// TestAPI7_ServerSideRequestForgery: the management API accepts URLs in
+// one place, a publishable key's origins, and only as origins (scheme,
+// host, port: no path, no credentials) that are compared, never fetched:
+// creating such a key makes no request to the URL.
+func TestAPI7_ServerSideRequestForgery(t *testing.T) {
+	var hits atomic.Int32
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer target.Close()
+	w := newWorld(t)
+	base := "/v1/tenants/" + w.A.ID
+	w.want(w.do("POST", base+"/agents", w.memberTok, map[string]any{"id": "bot"}), 201, "")
+	for _, bad := range []string{target.URL + "/path", "http://user:pw@169.254.169.254", "file:///etc/passwd", "gopher://127.0.0.1:25", "169.254.169.254"} {
+		w.want(w.do("POST", base+"/keys", w.adminTok, map[string]any{"kind": "publishable", "agent_ids": []string{"bot"}, "origins": []string{bad}}),
+			400, "invalid_value")
+	}
+	w.want(w.do("POST", base+"/keys", w.adminTok, map[string]any{"kind": "publishable", "agent_ids": []string{"bot"}, "origins": []string{target.URL}}), 201, "")
+	time.Sleep(50 * time.Millisecond)
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the server fetched a URL it was given %d times", n)
+	}
 }
