@@ -320,4 +320,23 @@ func TestIdempotencyKey(t *testing.T) {
 	if err != nil || strings.Contains(string(rec.Body), r1.str("value")) {
 		t.Fatalf("idempotency record holds the key (err %v)", err)
 	}
+
+	// Another node is running a request with this key (its reservation
+	// is pending): this one does not run it again.
+	r1 = w.do("POST", base+"/agents", w.memberTok, map[string]any{"id": "fails", "engine": "nope"}, "Idempotency-Key", "k-3")
+	w.want(r1, 400, "invalid_value")                                                                                    // a failed request releases its key...
+	w.want(w.do("POST", base+"/agents", w.memberTok, map[string]any{"id": "fails"}, "Idempotency-Key", "k-3"), 201, "") // ...for a retry
+	pending := &storage.IdempotencyRecord{TenantID: w.A.ID, Key: "k-4", RequestHash: []byte("elsewhere"), Status: storage.IdempotencyPending,
+		CreatedAt: time.Now().UTC(), ExpiresAt: time.Now().Add(time.Hour).UTC()}
+	if err := w.store.ReserveIdempotency(context.Background(), pending); err != nil {
+		t.Fatal(err)
+	}
+	w.want(w.do("POST", base+"/agents", w.memberTok, map[string]any{"id": "twice"}, "Idempotency-Key", "k-4"), 422, "idempotency_key_reused")
+	pending.Key = "k-5"
+	kind, actor := storage.ActorUser, w.memberU.ID
+	pending.RequestHash = hashParts("POST", "/v1/tenants/{tenant_id}/agents", kind, actor, `{"id":"twice"}`)
+	if err := w.store.ReserveIdempotency(context.Background(), pending); err != nil {
+		t.Fatal(err)
+	}
+	w.want(w.do("POST", base+"/agents", w.memberTok, map[string]any{"id": "twice"}, "Idempotency-Key", "k-5"), 409, "idempotency_key_in_progress")
 }

@@ -322,22 +322,38 @@ func (c *call) idempotent(key string) (any, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	ctx := c.ctx()
-	rec, err := c.a.o.Accounts.GetIdempotency(ctx, c.tenant.ID, key)
-	switch {
-	case err == nil && rec.ExpiresAt.After(c.now):
-		if string(rec.RequestHash) != string(reqHash) {
+	// Claim the key in storage first, so two nodes given the same key
+	// never both run the request.
+	res := &storage.IdempotencyRecord{TenantID: c.tenant.ID, Key: key, RequestHash: reqHash, Status: storage.IdempotencyPending,
+		CreatedAt: c.now.UTC(), ExpiresAt: c.now.Add(IdempotencyTTL).UTC()}
+	err := c.a.o.Accounts.ReserveIdempotency(ctx, res)
+	if errors.Is(err, storage.ErrConflict) {
+		rec, gerr := c.a.o.Accounts.GetIdempotency(ctx, c.tenant.ID, key)
+		switch {
+		case gerr != nil:
+			return nil, gerr
+		case string(rec.RequestHash) != string(reqHash):
 			return nil, &apiErr{status: http.StatusUnprocessableEntity, code: "idempotency_key_reused", param: "Idempotency-Key",
 				msg: "this Idempotency-Key was used with a different request"}
+		case rec.Status == storage.IdempotencyPending:
+			c.w.Header().Set("Retry-After", "1")
+			return nil, &apiErr{status: http.StatusConflict, code: "idempotency_key_in_progress", param: "Idempotency-Key",
+				msg: "a request with this Idempotency-Key is still running; retry shortly"}
 		}
 		c.replayed = true
 		c.status = rec.Status
 		c.w.Header().Set("Idempotent-Replayed", "true")
 		return rawBody(rec.Body), nil
-	case err != nil && !errors.Is(err, storage.ErrNotFound):
+	}
+	if err != nil {
 		return nil, err
 	}
 	body, herr := c.route.handle(c)
 	if herr != nil {
+		// Failed requests may be retried with the same key.
+		if err := c.a.o.Accounts.ReleaseIdempotency(context.WithoutCancel(ctx), c.tenant.ID, key); err != nil {
+			c.a.log.Warn().Err(err).Str("route", c.route.Pattern).Msg("releasing the idempotency reservation failed")
+		}
 		return nil, herr
 	}
 	b, err := json.Marshal(body)
@@ -345,9 +361,7 @@ func (c *call) idempotent(key string) (any, error) {
 		return nil, err
 	}
 	stored, _ := redactSecrets(b)
-	put := &storage.IdempotencyRecord{TenantID: c.tenant.ID, Key: key, RequestHash: reqHash, Status: c.route.Status,
-		Body: append(stored, '\n'), CreatedAt: c.now.UTC(), ExpiresAt: c.now.Add(IdempotencyTTL).UTC()}
-	if err := c.a.o.Accounts.PutIdempotency(context.WithoutCancel(ctx), put); err != nil && !errors.Is(err, storage.ErrConflict) {
+	if err := c.a.o.Accounts.CompleteIdempotency(context.WithoutCancel(ctx), c.tenant.ID, key, c.route.Status, append(stored, '\n')); err != nil {
 		c.a.log.Warn().Err(err).Str("route", c.route.Pattern).Msg("storing the idempotency record failed")
 	}
 	return rawBody(append(b, '\n')), nil

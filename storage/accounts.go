@@ -532,8 +532,8 @@ func (r *IdempotencyRecord) Validate() error {
 		return required("IdempotencyRecord", "Key")
 	case len(r.RequestHash) == 0:
 		return required("IdempotencyRecord", "RequestHash")
-	case r.Status < 100 || r.Status > 599:
-		return fmt.Errorf("%w: IdempotencyRecord.Status %d is not an HTTP status", ErrInvalid, r.Status)
+	case r.Status != IdempotencyPending && (r.Status < 100 || r.Status > 599):
+		return fmt.Errorf("%w: IdempotencyRecord.Status %d is not an HTTP status (or 0, pending)", ErrInvalid, r.Status)
 	case r.CreatedAt.IsZero():
 		return required("IdempotencyRecord", "CreatedAt")
 	case r.ExpiresAt.IsZero():
@@ -696,7 +696,23 @@ type Accounts interface {
 	// record with that key (expired or not, until the sweeper deletes it).
 	PutIdempotency(ctx context.Context, r *IdempotencyRecord) error
 	GetIdempotency(ctx context.Context, tenantID, key string) (*IdempotencyRecord, error)
+	// ReserveIdempotency claims (TenantID, Key) for a request about to
+	// run, with Status IdempotencyPending, atomically across nodes: it
+	// inserts r, or replaces a record of that key that expired by
+	// r.CreatedAt. ErrConflict when a live record (pending or complete)
+	// holds the key.
+	ReserveIdempotency(ctx context.Context, r *IdempotencyRecord) error
+	// CompleteIdempotency stores the response of a reserved request.
+	// ErrNotFound unless the tenant holds a pending record with that key.
+	CompleteIdempotency(ctx context.Context, tenantID, key string, status int, body []byte) error
+	// ReleaseIdempotency drops a pending reservation (the request failed
+	// and may be retried with the same key). ErrNotFound unless pending.
+	ReleaseIdempotency(ctx context.Context, tenantID, key string) error
 }
+
+// IdempotencyPending is the Status of a reserved record whose request is
+// still running.
+const IdempotencyPending = 0
 
 // Backend is what a real storage backend (storage/sqlite,
 // storage/postgres) implements: conversations and accounts in one

@@ -959,10 +959,53 @@ func (s *Store) PutIdempotency(ctx context.Context, r *storage.IdempotencyRecord
 	if err := r.Validate(); err != nil {
 		return err
 	}
+	if r.Status == storage.IdempotencyPending {
+		return fmt.Errorf("%w: IdempotencyRecord.Status: PutIdempotency stores a complete response (reserve with ReserveIdempotency)", storage.ErrInvalid)
+	}
 	_, err := s.w.ExecContext(ctx, `INSERT INTO idempotency_records
 		(tenant_id, idem_key, request_hash, status, body, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		r.TenantID, r.Key, r.RequestHash, r.Status, blob(r.Body), unixMS(r.CreatedAt), unixMS(r.ExpiresAt))
 	return mapErr(err)
+}
+
+// ReserveIdempotency implements storage.Accounts.
+func (s *Store) ReserveIdempotency(ctx context.Context, r *storage.IdempotencyRecord) error {
+	if r.Status != storage.IdempotencyPending {
+		return fmt.Errorf("%w: a reservation has Status IdempotencyPending", storage.ErrInvalid)
+	}
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	err := s.exec(ctx, `INSERT INTO idempotency_records
+		(tenant_id, idem_key, request_hash, status, body, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (tenant_id, idem_key) DO UPDATE SET request_hash = excluded.request_hash, status = excluded.status,
+			body = excluded.body, created_at = excluded.created_at, expires_at = excluded.expires_at
+		WHERE idempotency_records.expires_at <= excluded.created_at`,
+		r.TenantID, r.Key, r.RequestHash, r.Status, blob(r.Body), unixMS(r.CreatedAt), unixMS(r.ExpiresAt))
+	if errors.Is(err, storage.ErrNotFound) { // the conflicting record is live
+		return storage.ErrConflict
+	}
+	return err
+}
+
+// CompleteIdempotency implements storage.Accounts.
+func (s *Store) CompleteIdempotency(ctx context.Context, tenantID, key string, status int, body []byte) error {
+	if err := storage.CheckParams("CompleteIdempotency", "tenantID", tenantID, "key", key); err != nil {
+		return err
+	}
+	if status < 100 || status > 599 {
+		return fmt.Errorf("%w: CompleteIdempotency status %d is not an HTTP status", storage.ErrInvalid, status)
+	}
+	return s.exec(ctx, `UPDATE idempotency_records SET status = ?, body = ?
+		WHERE tenant_id = ? AND idem_key = ? AND status = 0`, status, blob(body), tenantID, key)
+}
+
+// ReleaseIdempotency implements storage.Accounts.
+func (s *Store) ReleaseIdempotency(ctx context.Context, tenantID, key string) error {
+	if err := storage.CheckParams("ReleaseIdempotency", "tenantID", tenantID, "key", key); err != nil {
+		return err
+	}
+	return s.exec(ctx, `DELETE FROM idempotency_records WHERE tenant_id = ? AND idem_key = ? AND status = 0`, tenantID, key)
 }
 
 // GetIdempotency implements storage.Accounts.

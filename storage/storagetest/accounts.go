@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -976,6 +977,56 @@ func testIdempotency(t *testing.T, s storage.Backend) {
 	same(t, "other tenant's record", got, *other)
 	_, err = s.GetIdempotency(ctx, "t1", "idem-2")
 	wantErr(t, "GetIdempotency(missing)", err, storage.ErrNotFound)
+
+	// Reserve, complete, release: the cross-node protocol.
+	res := newIdempotency("t1", "idem-r")
+	res.Status, res.Body = storage.IdempotencyPending, nil
+	ok(t, "ReserveIdempotency", s.ReserveIdempotency(ctx, res))
+	wantErr(t, "ReserveIdempotency(again)", s.ReserveIdempotency(ctx, res), storage.ErrConflict)
+	wantErr(t, "CompleteIdempotency(other tenant)", s.CompleteIdempotency(ctx, "t2", "idem-r", 201, []byte("x")), storage.ErrNotFound)
+	ok(t, "CompleteIdempotency", s.CompleteIdempotency(ctx, "t1", "idem-r", 201, []byte(`{"id":"a"}`)))
+	got, _ = s.GetIdempotency(ctx, "t1", "idem-r")
+	if got.Status != 201 || string(got.Body) != `{"id":"a"}` {
+		t.Errorf("completed record %+v", got)
+	}
+	wantErr(t, "CompleteIdempotency(twice)", s.CompleteIdempotency(ctx, "t1", "idem-r", 201, nil), storage.ErrNotFound)
+	wantErr(t, "ReleaseIdempotency(completed)", s.ReleaseIdempotency(ctx, "t1", "idem-r"), storage.ErrNotFound)
+	wantErr(t, "ReserveIdempotency(completed, live)", s.ReserveIdempotency(ctx, res), storage.ErrConflict)
+	wantErr(t, "CompleteIdempotency(bad status)", s.CompleteIdempotency(ctx, "t1", "idem-r", 42, nil), storage.ErrInvalid)
+
+	rel := newIdempotency("t1", "idem-rel")
+	rel.Status, rel.Body = storage.IdempotencyPending, nil
+	ok(t, "ReserveIdempotency", s.ReserveIdempotency(ctx, rel))
+	ok(t, "ReleaseIdempotency", s.ReleaseIdempotency(ctx, "t1", "idem-rel"))
+	ok(t, "ReserveIdempotency(after release)", s.ReserveIdempotency(ctx, rel))
+
+	// An expired record's key can be reserved again.
+	late := newIdempotency("t1", "idem-1")
+	late.Status, late.Body = storage.IdempotencyPending, nil
+	late.CreatedAt = r.ExpiresAt
+	late.ExpiresAt = r.ExpiresAt.Add(time.Hour)
+	ok(t, "ReserveIdempotency(expired key)", s.ReserveIdempotency(ctx, late))
+
+	// Racing reservations: exactly one wins.
+	var wg sync.WaitGroup
+	var wins atomic.Int32
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			race := newIdempotency("t1", "idem-race")
+			race.Status, race.Body = storage.IdempotencyPending, nil
+			if err := s.ReserveIdempotency(ctx, race); err == nil {
+				wins.Add(1)
+			} else if !errors.Is(err, storage.ErrConflict) {
+				t.Errorf("racing reserve: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := wins.Load(); n != 1 {
+		t.Errorf("%d racing reservations won, want 1", n)
+	}
 }
 
 func testAccountsDeleteExpired(t *testing.T, s storage.Backend) {
@@ -1515,6 +1566,9 @@ func testBOLA(t *testing.T, s storage.Backend) {
 	covered["KeysRevokedSince"] = "a node's cache invalidation feed across tenants; it returns keys already held, never to a tenant's caller"
 	for _, m := range []string{"KeysByPrefix", "InvitationByPrefix", "UserSessionByPrefix", "AcceptInvitation", "TouchUserSession"} {
 		covered[m] = "lookup by a secret's prefix, or use of what it found: possession of the secret is the authorization"
+	}
+	for _, m := range []string{"ReserveIdempotency", "CompleteIdempotency", "ReleaseIdempotency"} {
+		covered[m] = "addressed by (tenant, key): another tenant's key names no record of the caller's tenant (tested in testIdempotency)"
 	}
 	for _, m := range []string{"AddMember", "CreateInvitation", "CreateKey", "AppendAPICalls", "AppendAudit", "PutSettings"} {
 		covered[m] = "creates in the record's tenant; ids are unique per tenant or global"
