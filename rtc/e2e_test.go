@@ -476,7 +476,10 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("PlayedMS(r1) = %v, want 500", ms)
 		}
 
-		// Clear mid-playback.
+		// Clear mid-playback. (A pause first, so r2 is a new talkspurt:
+		// queued in the very tick that emitted r1's Stopped, it would
+		// rightly continue r1's, without a marker.)
+		time.Sleep(60 * time.Millisecond)
 		for _, p := range packets {
 			call.Play("r2", p)
 		}
