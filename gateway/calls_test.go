@@ -119,17 +119,24 @@ func TestCallVoiceTurn(t *testing.T) {
 			ids[typ] = ev["response_id"].(string)
 		}
 	}
-	want := []string{realtime.TypeSpeechStarted, realtime.TypeSpeechStopped, realtime.TypeAudioCommitted,
-		realtime.TypeTranscriptionCompleted, realtime.TypeResponseCreated, realtime.TypeOutputAudioStarted,
-		realtime.TypeResponseDone, realtime.TypeOutputAudioStopped}
-	idx := 0
-	for _, typ := range order {
-		if idx < len(want) && typ == want[idx] {
-			idx++
+	// Playback runs on its own clock: with an instant synthesizer the
+	// whole answer can be done (response.done) before the player writes
+	// its first packet, so output_audio_buffer.started is ordered only
+	// after response.created and before stopped.
+	for _, want := range [][]string{
+		{realtime.TypeSpeechStarted, realtime.TypeSpeechStopped, realtime.TypeAudioCommitted,
+			realtime.TypeTranscriptionCompleted, realtime.TypeResponseCreated, realtime.TypeResponseDone},
+		{realtime.TypeResponseCreated, realtime.TypeOutputAudioStarted, realtime.TypeOutputAudioStopped},
+	} {
+		idx := 0
+		for _, typ := range order {
+			if idx < len(want) && typ == want[idx] {
+				idx++
+			}
 		}
-	}
-	if idx != len(want) {
-		t.Fatalf("event order\n got %v\nwant (in order) %v", order, want)
+		if idx != len(want) {
+			t.Fatalf("event order\n got %v\nwant (in order) %v", order, want)
+		}
 	}
 	if ids[realtime.TypeOutputAudioStarted] != ids[realtime.TypeResponseDone] || ids[realtime.TypeOutputAudioStopped] != ids[realtime.TypeResponseDone] {
 		t.Errorf("response ids %v", ids)

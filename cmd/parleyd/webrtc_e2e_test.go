@@ -112,6 +112,12 @@ func TestWebRTCCallOffline(t *testing.T) {
 		}
 	}
 	t.Logf("transcript %q; answer %q", transcript, answer)
+	if !seen["output_audio_buffer.started"] { // playback runs on its own clock
+		if _, err := c.Until("output_audio_buffer.started", 5*time.Second, false); err != nil {
+			t.Fatal(err)
+		}
+		seen["output_audio_buffer.started"] = true
+	}
 	for _, typ := range []string{"input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
 		"input_audio_buffer.committed", "response.created", "output_audio_buffer.started", "response.done"} {
 		if !seen[typ] {
