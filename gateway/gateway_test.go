@@ -419,8 +419,10 @@ func TestRefusedSessions(t *testing.T) {
 		if _, err := c.read(5 * time.Second); websocket.CloseStatus(err) != tt.status {
 			t.Fatalf("close %v, want %v", err, tt.status)
 		}
+		// A refused session releases its slot once the close handshake
+		// completed on the server's side, just after the client saw it.
+		waitNoSessions(t, h.gw)
 	}
-	waitNoSessions(t, h.gw) // refused sessions release their slot after the close handshake
 	first := h.mustDial()
 	c, _, err := h.dial("?model=assistant", nil)
 	if err != nil {
