@@ -137,18 +137,9 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 		return err
 	}
 	m.closeVoice = closeVoice
-	generated, err := gateway.BootstrapAccounts(ctx, store, cfg.Auth.APIKey, time.Now())
-	if err != nil {
-		return err
-	}
-	m.Keys = access.NewKeyCache(store)
-	keysCtx, stopKeys := context.WithCancel(context.Background())
-	m.stopKeys, m.keysDone = stopKeys, make(chan struct{})
-	go func() {
-		defer close(m.keysDone)
-		_ = m.Keys.Run(keysCtx)
-	}()
-	auth := &gateway.AccountAuth{Keys: m.Keys}
+	// What can fail on the environment (the UDP and TCP ports, the
+	// certificate) comes before a key is generated: a start that fails
+	// never loses a generated key it did not print.
 	if w := cfg.WebRTC; w.Enabled() {
 		servers := make([]rtc.ICEServer, len(w.ICEServers))
 		for i, x := range w.ICEServers {
@@ -164,6 +155,38 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 		}
 		m.Edge = edge
 	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("http.addr: %w", err)
+	}
+	serving := false
+	defer func() {
+		if !serving {
+			ln.Close()
+		}
+	}()
+	scheme := "http"
+	var tlsConfig *tls.Config
+	if cfg.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		scheme = "https"
+	}
+	generated, err := gateway.BootstrapAccounts(ctx, store, cfg.Auth.APIKey, time.Now())
+	if err != nil {
+		return err
+	}
+	m.Keys = access.NewKeyCache(store)
+	keysCtx, stopKeys := context.WithCancel(context.Background())
+	m.stopKeys, m.keysDone = stopKeys, make(chan struct{})
+	go func() {
+		defer close(m.keysDone)
+		_ = m.Keys.Run(keysCtx)
+	}()
+	auth := &gateway.AccountAuth{Keys: m.Keys}
 	api, err := manage.New(manage.Options{Accounts: store, Keys: m.Keys, Logger: m.Log.With().Str("component", "manage").Logger(),
 		SecureCookies: cfg.TLS.Enabled()})
 	if err != nil {
@@ -211,10 +234,6 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 		gw.Handle(rt.Method+" "+rt.Pattern, mh)
 	}
 
-	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
-	if err != nil {
-		return fmt.Errorf("http.addr: %w", err)
-	}
 	m.Addr = ln.Addr()
 	m.httpServer = &http.Server{
 		Handler:           gw.Handler(),
@@ -222,20 +241,15 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          nil,
+		TLSConfig:         tlsConfig,
 	}
-	scheme := "http"
-	if cfg.TLS.Enabled() {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("tls: %w", err)
-		}
-		m.httpServer.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		ln = tls.NewListener(ln, m.httpServer.TLSConfig)
-		scheme = "https"
+	serveLn := ln
+	if tlsConfig != nil {
+		serveLn = tls.NewListener(ln, tlsConfig)
 	}
+	serving = true
 	go func() {
-		if err := m.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.httpServer.Serve(serveLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Log.Error().Err(err).Msg("http server stopped")
 		}
 	}()
@@ -297,6 +311,7 @@ func (m *Main) printBanner(w io.Writer, scheme, generated string, agents map[str
 		fmt.Fprintf(&b, "  webrtc:   POST %s://%s:%s/v1/realtime/calls (SDP offer, Bearer ek_ key from POST /v1/realtime/client_secrets); media on UDP %s\n",
 			scheme, host, port, m.Edge.UDPAddr())
 	}
+	fmt.Fprintf(&b, "  manage:   %s://%s:%s/v1/openapi.json (sign up: POST /v1/auth/register; tenants, keys, agents under /v1/tenants)\n", scheme, host, port)
 	fmt.Fprintf(&b, "  chat:     go run ./cmd/parley chat -url %s://%s:%s -key $PARLEY_API_KEY\n\n", scheme, host, port)
 	_, _ = io.WriteString(w, b.String())
 }

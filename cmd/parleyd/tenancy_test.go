@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -248,4 +250,43 @@ func TestManagementAPIToCall(t *testing.T) {
 		t.Fatalf("openapi: %v %v", err, resp)
 	}
 	resp.Body.Close()
+}
+
+// TestFailedStartLosesNoKey: a start that fails (the HTTP port is taken)
+// must not generate the first key without printing it; the next start
+// prints one.
+func TestFailedStartLosesNoKey(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	db := t.TempDir() + "/p.db"
+	env := []string{"PARLEY_STORAGE_URL=" + db, "PARLEY_WEBRTC_UDP_ADDRESS=", "PARLEY_LOG_FORMAT=json"}
+	var out syncBuffer
+	if code := NewMain().Main(context.Background(), []string{"-config", "../../configs/parley.yaml"},
+		append(env, "PARLEY_HTTP_ADDR="+busy.Addr().String()), &out, io.Discard); code == 0 {
+		t.Fatal("started on a taken port")
+	}
+	if strings.Contains(out.String(), "sk_") {
+		t.Fatalf("a failed start printed a key: %s", out.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := NewMain()
+	done := make(chan int, 1)
+	go func() {
+		done <- m.Main(ctx, []string{"-config", "../../configs/parley.yaml"}, append(env, "PARLEY_HTTP_ADDR=127.0.0.1:0"), &out, io.Discard)
+	}()
+	select {
+	case <-m.Ready:
+	case code := <-done:
+		t.Fatalf("exited %d", code)
+	case <-time.After(20 * time.Second):
+		t.Fatal("did not start")
+	}
+	cancel()
+	<-done
+	if !regexp.MustCompile(`sk_[0-9A-Za-z]{43}`).MatchString(out.String()) {
+		t.Fatalf("the first successful start did not print the generated key: %s", out.String())
+	}
 }
