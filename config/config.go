@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -48,6 +49,9 @@ type HTTP struct {
 	Addr              string        `yaml:"addr"`
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	// TrustedProxies are the load balancers (IPs or CIDR ranges) whose
+	// X-Forwarded-For names the client for the per-IP limits.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // TLS enables HTTPS and WSS on the same listener when both files are set.
@@ -493,6 +497,13 @@ func (c *Config) Validate() error {
 	positive := func(key string, d time.Duration) {
 		if d <= 0 {
 			bad(key, "must be a positive duration, got %v", d)
+		}
+	}
+	for i, tp := range c.HTTP.TrustedProxies {
+		if _, err := netip.ParsePrefix(tp); err != nil {
+			if _, err := netip.ParseAddr(tp); err != nil {
+				bad(fmt.Sprintf("http.trusted_proxies[%d]", i), "%q is not an IP address or CIDR range", tp)
+			}
 		}
 	}
 	positive("http.read_header_timeout", c.HTTP.ReadHeaderTimeout)

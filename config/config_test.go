@@ -113,6 +113,7 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 		{"plan negative", "plans:\n  gold: {max_sessions: -1}\n" + minimal, nil, "plans.gold.max_sessions"},
 		{"plan rate without burst", "plans:\n  gold: {key_requests_per_second: 3}\n" + minimal, nil, "plans.gold.key_burst"},
 		{"plan unknown key", "plans:\n  gold: {sessions: 3}\n" + minimal, nil, `unknown key "sessions" in plans.*`},
+		{"trusted proxy", "http:\n  trusted_proxies: [lb.example.com]\n" + minimal, nil, "http.trusted_proxies[0]"},
 		{"env bad bool", minimal, []string{"PARLEY_WEBRTC_INCLUDE_LOOPBACK=sometimes"}, "PARLEY_WEBRTC_INCLUDE_LOOPBACK (webrtc.include_loopback): invalid boolean"},
 	}
 	for _, tt := range tests {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -157,11 +156,7 @@ func (s *Server) limitIP(h http.HandlerFunc) http.HandlerFunc {
 		return h
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		ip, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			ip = r.RemoteAddr
-		}
-		if ok, wait := s.ipLimiter.Allow(ip); !ok {
+		if ok, wait := s.ipLimiter.Allow(s.opts.ClientIPs.Of(r)); !ok {
 			s.metrics.rateLimited.WithLabelValues("ip").Inc()
 			tooMany("too many requests from this address", wait).write(w)
 			return

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"parley/access"
 	"parley/realtime"
 )
 
@@ -145,5 +146,43 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "400") && len(b) != 0 {
 		t.Logf("answer: %q", b)
+	}
+}
+
+// TestRateLimitPerIPBehindProxy: behind a trusted load balancer each
+// client (X-Forwarded-For) has its own bucket; a forged header from an
+// untrusted peer does not escape the peer's.
+func TestRateLimitPerIPBehindProxy(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted []string
+		want    []int // statuses of requests from clients a, b, a, b, a
+	}{
+		{"trusted proxy", []string{"127.0.0.1"}, []int{401, 401, 401, 401, 429}},
+		{"untrusted peer", nil, []int{401, 401, 429, 429, 429}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ips, err := access.NewClientIPs(tc.trusted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := newHarness(t, &scriptAgent{deltas: []string{"Hi."}}, func(o *Options) {
+				o.RatePerIP, o.BurstPerIP, o.ClientIPs = 0.01, 2, ips
+			})
+			for i, client := range []string{"203.0.113.1", "203.0.113.2", "203.0.113.1", "203.0.113.2", "203.0.113.1"} {
+				req, _ := http.NewRequest(http.MethodPost, h.srv.URL+"/v1/realtime/client_secrets", strings.NewReader(`{}`))
+				req.Header.Set("Authorization", "Bearer sk_guess_0123456789abcdef")
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("X-Forwarded-For", client)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != tc.want[i] {
+					t.Fatalf("request %d from %s: %d, want %d", i, client, resp.StatusCode, tc.want[i])
+				}
+			}
+		})
 	}
 }

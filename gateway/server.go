@@ -73,6 +73,10 @@ type Options struct {
 	// The default tenant's agents come from Agents first.
 	TenantAgent func(ctx context.Context, tenantID, agentID string) (*agent.Agent, error)
 
+	// ClientIPs tells a request's client address for the per-IP limit
+	// (nil: the connection's peer).
+	ClientIPs *access.ClientIPs
+
 	// Plans override the per-tenant session limit and the per-key rate
 	// for tenants on a listed plan; PlanOf tells a tenant's plan (cached
 	// for a minute). Without them every tenant gets the defaults above.

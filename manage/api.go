@@ -28,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -93,6 +92,9 @@ func (l *Limits) defaults() {
 // Options configure the API.
 type Options struct {
 	Accounts storage.Accounts // required
+	// ClientIPs tells a request's client address for the per-IP limits
+	// (nil: the connection's peer).
+	ClientIPs *access.ClientIPs
 	// Keys resolves sk_ keys (scope management or read_only); required.
 	// The caller runs Keys.Run.
 	Keys          *access.KeyCache
@@ -257,13 +259,7 @@ func (s *statusRecorder) WriteHeader(code int) {
 // clientIP is the request's peer address. Behind a reverse proxy the
 // gateway must rewrite RemoteAddr from a trusted forwarding header before
 // the API sees the request: the API itself trusts no header.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+func (a *API) clientIP(r *http.Request) string { return a.o.ClientIPs.Of(r) }
 
 // idemLock serializes requests with the same tenant and Idempotency-Key
 // on this node, so that two concurrent retries do not both create.

@@ -119,7 +119,7 @@ func (c *call) audit(tenantID, action, targetKind, targetID string) {
 // idempotency, the handler, the API call log.
 func (a *API) wrap(rt *Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := &call{a: a, w: w, r: r, route: rt, now: a.now(), ip: clientIP(r)}
+		c := &call{a: a, w: w, r: r, route: rt, now: a.now(), ip: a.clientIP(r)}
 		setCommonHeaders(w)
 		body, err := c.serve()
 		if err != nil {

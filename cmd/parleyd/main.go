@@ -187,14 +187,19 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 		_ = m.Keys.Run(keysCtx)
 	}()
 	auth := &gateway.AccountAuth{Keys: m.Keys}
+	clientIPs, err := access.NewClientIPs(cfg.HTTP.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("http.trusted_proxies: %w", err)
+	}
 	api, err := manage.New(manage.Options{Accounts: store, Keys: m.Keys, Logger: m.Log.With().Str("component", "manage").Logger(),
-		SecureCookies: cfg.TLS.Enabled()})
+		SecureCookies: cfg.TLS.Enabled(), ClientIPs: clientIPs})
 	if err != nil {
 		return fmt.Errorf("management API: %w", err)
 	}
 	m.Manage = api
 	gw, err := gateway.New(gateway.Options{
 		CallLog:     api.LogCall,
+		ClientIPs:   clientIPs,
 		TenantAgent: newTenantAgents(store).Get,
 		Plans:       planLimits(cfg.Plans),
 		PlanOf: func(ctx context.Context, tenantID string) (string, error) {
