@@ -88,7 +88,11 @@ func TestSmoke(t *testing.T) {
 		if i.Connections != 200 || i.ServerSeen != 200 || i.DialErrors != 0 {
 			t.Errorf("%s idle: %d connections, server saw %d, %d dial errors %v", i.Server, i.Connections, i.ServerSeen, i.DialErrors, i.ErrorSample)
 		}
-		if i.Before.RSS == 0 || i.After.RSS <= i.Before.RSS || i.HeapStackKiB <= 0 || i.GoroutinesPer < 0.9 {
+		// RSS growth is not checked: at 200 connections it is a few MiB,
+		// within what the runtime returns to the OS between the two
+		// readings on a busy machine (seen: -2.6 KiB per connection while
+		// the heap released 12 MiB). Heap+stack growth is exact.
+		if i.Before.RSS == 0 || i.After.RSS == 0 || i.HeapStackKiB <= 0 || i.GoroutinesPer < 0.9 {
 			t.Errorf("%s idle: implausible memory figures %+v", i.Server, i)
 		}
 	}
