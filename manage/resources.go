@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"parley/agent"
 	"regexp"
 	"strings"
 
+	"parley/agent"
 	"parley/storage"
 )
 
@@ -21,7 +21,7 @@ type agentCreate struct {
 	Name         string          `json:"name,omitempty"`
 	Instructions string          `json:"instructions,omitempty"`
 	Greeting     string          `json:"greeting,omitempty"`
-	Engine       string          `json:"engine,omitempty"` // kb (default) or openai
+	Engine       string          `json:"engine,omitempty"` // kb (the default; the only engine tenant agents run on)
 	Voice        string          `json:"voice,omitempty"`
 	Language     string          `json:"language,omitempty"`
 	Settings     json.RawMessage `json:"settings,omitempty"`

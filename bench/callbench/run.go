@@ -15,6 +15,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"parley/bench/internal/childio"
 	"parley/rtc/rtctest"
 )
 
@@ -58,7 +59,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	}
 	rep.Script = ScriptInfo{Fixtures: sc.names, Seconds: sc.duration().Seconds(), SpeechSeconds: sc.speech.Seconds(), GapMS: cfg.Gap.Milliseconds()}
 	progress("script: %d spoken fixtures, %.1fs of speech, %.1fs looped with %s of silence after each", len(sc.names), sc.speech.Seconds(), sc.duration().Seconds(), cfg.Gap)
-	api, err := clientAPI(&prefixWriter{w: logw, prefix: "[pion client] "})
+	api, err := clientAPI(&childio.PrefixWriter{W: logw, Prefix: "[pion client] "})
 	if err != nil {
 		return rep, err
 	}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"parley/bench/internal/childio"
 )
 
 // child is a server process started by the harness.
@@ -54,9 +56,9 @@ func startChild(ctx context.Context, kind, store string, logw io.Writer) (*child
 	// A -race child (the smoke test) would otherwise sleep 1s at exit.
 	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
 	c.cmd.Env = append(os.Environ(), "GOTRACEBACK=all", "GORACE="+gorace)
-	lines := &firstLine{ch: make(chan string, 1)}
+	lines := childio.NewFirstLine()
 	c.cmd.Stdout = lines
-	c.cmd.Stderr = &prefixWriter{w: logw, prefix: "[" + kind + " child] "}
+	c.cmd.Stderr = &childio.PrefixWriter{W: logw, Prefix: "[" + kind + " child] "}
 	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
 		c.removeDir()
 		return nil, err
@@ -73,7 +75,7 @@ func startChild(ctx context.Context, kind, store string, logw io.Writer) (*child
 	timer := time.NewTimer(30 * time.Second)
 	defer timer.Stop()
 	select {
-	case line := <-lines.ch:
+	case line := <-lines.Lines:
 		addr, ok := strings.CutPrefix(line, "ADDR ")
 		if !ok {
 			c.stop()
@@ -212,60 +214,4 @@ func (c *child) waitSessions(ctx context.Context, want int, limit time.Duration)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// firstLine captures the first line written to it and discards the rest.
-type firstLine struct {
-	mu   sync.Mutex
-	buf  []byte
-	sent bool
-	ch   chan string
-}
-
-func (f *firstLine) Write(p []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.sent {
-		return len(p), nil
-	}
-	f.buf = append(f.buf, p...)
-	if i := bytes.IndexByte(f.buf, '\n'); i >= 0 {
-		f.sent = true
-		f.ch <- strings.TrimSpace(string(f.buf[:i]))
-		f.buf = nil
-	}
-	return len(p), nil
-}
-
-// prefixWriter prefixes each line written through it.
-type prefixWriter struct {
-	mu     sync.Mutex
-	w      io.Writer
-	prefix string
-	mid    bool
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := len(b)
-	for len(b) > 0 {
-		if !p.mid {
-			if _, err := io.WriteString(p.w, p.prefix); err != nil {
-				return 0, err
-			}
-		}
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			p.mid = true
-			_, err := p.w.Write(b)
-			return n, err
-		}
-		p.mid = false
-		if _, err := p.w.Write(b[:i+1]); err != nil {
-			return 0, err
-		}
-		b = b[i+1:]
-	}
-	return n, nil
 }
