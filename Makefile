@@ -22,16 +22,23 @@ bench: deps
 	$(GO) run ./bench/voicebench
 	$(GO) run ./bench/callbench
 	$(GO) run ./bench/authbench
+	$(GO) run ./bench/sealbench
+	$(GO) run ./bench/sweepbench
 
 lint: deps
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-# Run each fuzz target (realtime events, SDP offers) for FUZZTIME (default 30s).
+# Run each fuzz target (realtime events, SDP offers, redaction, text metadata)
+# for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./realtime
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckOffer$$' -fuzztime $(FUZZTIME) ./rtc
+	$(GO) test -run '^$$' -fuzz '^FuzzRedact$$' -fuzztime $(FUZZTIME) ./privacy/redact
+	$(GO) test -run '^$$' -fuzz '^FuzzParseMasterKeys$$' -fuzztime $(FUZZTIME) ./storage/seal
+	$(GO) test -run '^$$' -fuzz '^FuzzLanguage$$' -fuzztime $(FUZZTIME) ./privacy/textmeta
+	$(GO) test -run '^$$' -fuzz '^FuzzSentiment$$' -fuzztime $(FUZZTIME) ./privacy/textmeta
 
 # Regenerate the spoken fixtures in testdata/audio (espeak-ng, sox, opusenc).
 testdata: deps

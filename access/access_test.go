@@ -81,6 +81,10 @@ func TestRoleTable(t *testing.T) {
 		{RoleMember, ActAgentWrite, true}, {RoleMember, ActKeyWrite, false}, {RoleMember, ActAuditRead, false},
 		{RoleAdmin, ActKeyWrite, true}, {RoleAdmin, ActAuditRead, true}, {RoleAdmin, ActTenantDelete, false},
 		{RoleOwner, ActTenantDelete, true}, {"", ActAgentRead, false}, {"root", ActAgentRead, false}, {RoleOwner, "nope", false},
+		{RoleViewer, ActPrivacyRead, true}, {RoleViewer, ActUsageRead, true}, {RoleViewer, ActConversationRd, false},
+		{RoleMember, ActConversationRd, true}, {RoleMember, ActDataExport, false}, {RoleMember, ActDataDelete, false},
+		{RoleAdmin, ActDataExport, true}, {RoleAdmin, ActDataDelete, true}, {RoleAdmin, ActPrivacyWrite, false},
+		{RoleOwner, ActPrivacyWrite, true},
 	}
 	for _, c := range cases {
 		if got := Can(c.role, c.action); got != c.ok {

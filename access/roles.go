@@ -51,6 +51,16 @@ const (
 	ActSettingsWrite  = "settings.write"
 	ActAuditRead      = "audit.read"
 	ActConversationRd = "conversation.read"
+	// The privacy policy (retention, audio logging, redaction, the
+	// training opt-in): reading it is harmless, changing it is the
+	// business's legal decision, so the owner's.
+	ActPrivacyRead  = "privacy.read"
+	ActPrivacyWrite = "privacy.write"
+	// Data rights: exporting or deleting end users' conversation data.
+	ActDataExport = "data.export"
+	ActDataDelete = "data.delete"
+	// Usage rollups (counts and durations per day, no conversation).
+	ActUsageRead = "usage.read"
 )
 
 // Permissions is the role table: the least powerful role allowed to take
@@ -72,6 +82,11 @@ var Permissions = map[string]string{
 	ActSettingsWrite:  RoleAdmin,
 	ActAuditRead:      RoleAdmin,
 	ActConversationRd: RoleMember,
+	ActPrivacyRead:    RoleViewer,
+	ActPrivacyWrite:   RoleOwner,
+	ActDataExport:     RoleAdmin,
+	ActDataDelete:     RoleAdmin,
+	ActUsageRead:      RoleViewer,
 }
 
 // Can reports whether role may take action. An unknown action or role is

@@ -29,6 +29,7 @@ type Config struct {
 	Realtime  Realtime  `yaml:"realtime"`
 	Storage   Storage   `yaml:"storage"`
 	Retention Retention `yaml:"retention"`
+	Privacy   Privacy   `yaml:"privacy"`
 	Log       Log       `yaml:"log"`
 	Shutdown  Shutdown  `yaml:"shutdown"`
 	Voice     Voice     `yaml:"voice"`
@@ -138,6 +139,32 @@ type Storage struct {
 type Retention struct {
 	TranscriptDays int `yaml:"transcript_days"`
 	MetadataDays   int `yaml:"metadata_days"`
+}
+
+// Privacy holds encryption at rest and the default privacy policy of a
+// tenant that never set its own (through the management API).
+type Privacy struct {
+	// MasterKey wraps every tenant's data key: "id:base64" entries (32-byte
+	// keys), comma-separated, the first current, the others older keys
+	// kept during a rotation. Set it through PARLEY_MASTER_KEY, never in a
+	// file in the repository; it wins over MasterKeyFile.
+	MasterKey string `yaml:"master_key"`
+	// MasterKeyFile holds the master keys in the same format, one per
+	// line (mode 0600). Keep it out of the database's backups.
+	MasterKeyFile string `yaml:"master_key_file"`
+	// GenerateMasterKey lets parleyd create MasterKeyFile on first start,
+	// when no key is configured and the database holds no data. With it
+	// off (production), a missing key is a start-up error.
+	GenerateMasterKey bool `yaml:"generate_master_key"`
+	// AudioLogging is the default of conversation audio logging (off):
+	// when on, each turn's audio is sealed and stored for AudioDays.
+	AudioLogging bool `yaml:"audio_logging"`
+	AudioDays    int  `yaml:"audio_days"`
+	// Redaction before storage, by kind (all on by default).
+	RedactEmails bool `yaml:"redact_emails"`
+	RedactPhones bool `yaml:"redact_phones"`
+	RedactCards  bool `yaml:"redact_cards"`
+	RedactIBANs  bool `yaml:"redact_ibans"`
 }
 
 // Log configures zerolog.
@@ -252,10 +279,12 @@ func Default() Config {
 		},
 		Storage:   Storage{URL: "./data/parley.db", SweepInterval: time.Hour, SweepBatch: 1000},
 		Retention: Retention{TranscriptDays: 90, MetadataDays: 365},
-		Log:       Log{Level: "info", Format: "auto"},
-		Shutdown:  Shutdown{DrainTimeout: 30 * time.Second},
-		Voice:     Voice{STTEngine: EnginePocketsphinx, TTSEngine: EngineEspeak, EngineTimeout: 30 * time.Second},
-		Auth:      Auth{EphemeralKeyTTL: 10 * time.Minute},
+		Privacy: Privacy{MasterKeyFile: "./data/master.key", GenerateMasterKey: true, AudioDays: 30,
+			RedactEmails: true, RedactPhones: true, RedactCards: true, RedactIBANs: true},
+		Log:      Log{Level: "info", Format: "auto"},
+		Shutdown: Shutdown{DrainTimeout: 30 * time.Second},
+		Voice:    Voice{STTEngine: EnginePocketsphinx, TTSEngine: EngineEspeak, EngineTimeout: 30 * time.Second},
+		Auth:     Auth{EphemeralKeyTTL: 10 * time.Minute},
 		Plans: map[string]Plan{
 			"free":       {MaxSessions: 5, KeyRequestsPerSecond: 2, KeyBurst: 10},
 			"team":       {MaxSessions: 100, KeyRequestsPerSecond: 20, KeyBurst: 50},
@@ -385,7 +414,8 @@ func sectionName(typ string) string {
 
 // Env names that do not follow the PARLEY_SECTION_KEY pattern.
 var envAliases = map[string]string{
-	"PARLEY_API_KEY": "auth.api_key",
+	"PARLEY_API_KEY":    "auth.api_key",
+	"PARLEY_MASTER_KEY": "privacy.master_key",
 }
 
 // applyEnv sets every scalar key from PARLEY_<SECTION>_<KEY> (for example
@@ -588,6 +618,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Retention.TranscriptDays; d < 0 || d > 3650 {
 		bad("retention.transcript_days", "must be between 0 (metadata only) and 3650, got %d", d)
+	}
+	if d := c.Privacy.AudioDays; d < 1 || d > 3650 {
+		bad("privacy.audio_days", "must be between 1 and 3650, got %d", d)
 	}
 	if d := c.Retention.MetadataDays; d < 1 || d > 3650 {
 		bad("retention.metadata_days", "must be between 1 and 3650, got %d", d)

@@ -88,6 +88,18 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 		refuse(herr)
 		return
 	}
+	endUser := g.endUser
+	if !g.ephemeral {
+		if endUser, herr = s.endUser(r.Context(), g.principal.TenantID, r.URL.Query().Get("end_user"), "end_user"); herr != nil {
+			refuse(herr)
+			return
+		}
+	}
+	policy, herr := s.policyFor(r.Context(), g.principal.TenantID)
+	if herr != nil {
+		refuse(herr)
+		return
+	}
 	if herr := s.reserveCall(g.principal); herr != nil {
 		refuse(herr)
 		return
@@ -103,6 +115,7 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 
 	dc := &dcConn{hasChannel: strings.Contains(offer, "m=application")}
 	sess := newSession(s, dc, a, g.principal, "webrtc")
+	sess.policy, sess.endUser = policy, endUser
 	sess.callAudio = make(chan callChunk, callAudioQueue)
 	sess.playback = make(chan playbackMsg, 64)
 	sess.attach = make(chan *sideband)

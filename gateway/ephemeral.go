@@ -69,6 +69,7 @@ type grant struct {
 	ephemeral bool
 	agent     *agent.Agent            // set for ephemeral keys
 	session   *realtime.SessionUpdate // settings minted with an ephemeral key, or nil
+	endUser   string                  // end-user pseudonym an ephemeral key was minted for
 }
 
 // authorize resolves a presented key. Secret keys go through the
@@ -191,7 +192,7 @@ func (s *Server) redeem(ctx context.Context, key string, unauth func(code, msg s
 	if err != nil {
 		return grant{}, agentUnavailable(s, err)
 	}
-	g := grant{principal: Principal{TenantID: k.TenantID, KeyID: k.KeyID}, ephemeral: true, agent: a}
+	g := grant{principal: Principal{TenantID: k.TenantID, KeyID: k.KeyID}, ephemeral: true, agent: a, endUser: k.EndUser}
 	if len(k.Session) > 0 {
 		u, e := realtime.DecodeSessionUpdate(k.Session, "session")
 		if e != nil { // validated when minted; a change of Parley version may still refuse it
@@ -209,6 +210,10 @@ type clientSecretRequest struct {
 		Seconds *int64 `json:"seconds"`
 	} `json:"expires_after"`
 	Session json.RawMessage `json:"session"`
+	// EndUser is Parley's extension: the business's identifier of the end
+	// user the key is for (stored only as a pseudonym), so the user's
+	// conversations can be exported and deleted by it.
+	EndUser string `json:"end_user"`
 }
 
 // requireRealtime refuses keys that may not use the realtime API directly:
@@ -284,12 +289,17 @@ func (s *Server) clientSecrets(w http.ResponseWriter, r *http.Request) {
 			msg: "this publishable key is not bound to agent " + quote(a.ID)}).write(w)
 		return
 	}
+	endUser, herr := s.endUser(r.Context(), g.principal.TenantID, req.EndUser, "end_user")
+	if herr != nil {
+		herr.write(w)
+		return
+	}
 	now := s.now()
 	key := newKey(ephemeralPrefix)
 	rec := &storage.EphemeralKey{
 		ID: "ekid_" + randomID(16), TenantID: g.principal.TenantID, KeyID: g.principal.KeyID, AgentID: a.ID,
 		Prefix: key[:KeyPrefixLen], Hash: HashKey(key), Session: []byte(req.Session),
-		CreatedAt: now.UTC(), ExpiresAt: now.Add(ttl).UTC(),
+		CreatedAt: now.UTC(), ExpiresAt: now.Add(ttl).UTC(), EndUser: endUser,
 	}
 	if isNullJSON(req.Session) {
 		rec.Session = nil

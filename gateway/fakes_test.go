@@ -3,11 +3,13 @@ package gateway
 import (
 	"context"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"parley/agent"
 	"parley/storage"
+	"parley/storage/seal"
 )
 
 // memStore is an in-memory storage.Store for gateway tests; the real
@@ -22,6 +24,8 @@ type memStore struct {
 	fail      error // Ping fails with it
 	// failWrites makes conversation and turn writes fail.
 	failWrites error
+	audio      []storage.TurnAudio
+	usage      []storage.UsageEvent
 }
 
 func newMemStore() *memStore {
@@ -189,14 +193,14 @@ type staticRetriever []agent.Passage
 
 func (s staticRetriever) Search(string, int) []agent.Passage { return s }
 
-func (m *memStore) TruncateTurnText(_ context.Context, tenant, conv, item, text string) error {
+func (m *memStore) TruncateTurnText(_ context.Context, tenant, conv, item string, sealed []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ts := m.turns[conv]
 	for i := range ts {
 		if ts[i].ID == item && ts[i].TenantID == tenant {
 			if ts[i].TextStored {
-				ts[i].Text = text
+				ts[i].TextSealed = sealed
 			}
 			return nil
 		}
@@ -204,8 +208,44 @@ func (m *memStore) TruncateTurnText(_ context.Context, tenant, conv, item, text 
 	return storage.ErrNotFound
 }
 
+// WriteBatch applies ws one by one; it keeps Audio and Usage writes (which
+// only a Backend stores) in audio and usage.
 func (m *memStore) WriteBatch(ctx context.Context, ws []storage.Write) ([]error, error) {
-	return storage.WriteEach(ctx, m, ws)
+	errs := make([]error, len(ws))
+	rest := make([]storage.Write, 0, len(ws))
+	idx := make([]int, 0, len(ws))
+	m.mu.Lock()
+	for i, w := range ws {
+		switch {
+		case w.Audio != nil && w.Valid():
+			m.audio = append(m.audio, *w.Audio)
+		case w.Usage != nil && w.Valid():
+			m.usage = append(m.usage, *w.Usage)
+		default:
+			rest, idx = append(rest, w), append(idx, i)
+		}
+	}
+	m.mu.Unlock()
+	es, err := storage.WriteEach(ctx, m, rest)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range es {
+		errs[idx[i]] = e
+	}
+	return errs, nil
+}
+
+func (m *memStore) loggedAudio() []storage.TurnAudio {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]storage.TurnAudio(nil), m.audio...)
+}
+
+func (m *memStore) usageEvents() []storage.UsageEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]storage.UsageEvent(nil), m.usage...)
 }
 
 // memStoreEphemeralCopy returns a copy of k sharing no memory with it.
@@ -262,4 +302,47 @@ func (m *memStore) ConsumeEphemeralKey(_ context.Context, prefix string, hash []
 	}
 	k.UsedAt = at
 	return memStoreEphemeralCopy(k), nil
+}
+
+// fakeSealer "seals" by framing the plaintext with the tenant and AAD, so
+// tests can check both; the real keyring is tested in storage/seal and
+// end to end in cmd/parleyd.
+type fakeSealer struct{}
+
+const fakeSealPrefix = "sealed|"
+
+func (fakeSealer) Seal(_ context.Context, tenantID string, plaintext, aad []byte) ([]byte, error) {
+	return []byte(fakeSealPrefix + tenantID + "|" + string(aad) + "|" + string(plaintext)), nil
+}
+
+func (fakeSealer) Pseudonym(_ context.Context, tenantID, endUserID string) (string, error) {
+	return "eu_" + tenantID + "_" + endUserID, nil
+}
+
+// opened is a stored turn's text as fakeSealer sealed it ("" if none);
+// it fails the test when the text was not sealed for its own row.
+func opened(t interface {
+	Helper()
+	Fatalf(string, ...any)
+}, tr storage.Turn) string {
+	t.Helper()
+	if len(tr.TextSealed) == 0 {
+		return ""
+	}
+	want := fakeSealPrefix + tr.TenantID + "|" + string(seal.TurnAAD(tr.TenantID, tr.ConversationID, tr.ID)) + "|"
+	s := string(tr.TextSealed)
+	if !strings.HasPrefix(s, want) {
+		t.Fatalf("turn %s: text not sealed for its row: %q", tr.ID, s)
+	}
+	return s[len(want):]
+}
+
+func (m *memStore) conversations() []storage.Conversation {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]storage.Conversation, 0, len(m.convs))
+	for _, c := range m.convs {
+		out = append(out, *c)
+	}
+	return out
 }

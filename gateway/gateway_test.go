@@ -43,7 +43,7 @@ func newHarness(t *testing.T, a *scriptAgent, mod func(*Options)) *harness {
 	}
 	opts := Options{
 		Agents: map[string]*agent.Agent{"assistant": {ID: "assistant", Instructions: "Be helpful.", Responder: a}},
-		Store:  store, Auth: auth, Logger: zerolog.Nop(),
+		Store:  store, Auth: auth, Sealer: fakeSealer{}, Logger: zerolog.Nop(),
 		WriteTimeout: 2 * time.Second,
 	}
 	if mod != nil {
@@ -265,7 +265,7 @@ func TestTextConversation(t *testing.T) {
 	}
 	for i, w := range wantTurns {
 		tr := turns[i]
-		if tr.Role != w.role || tr.Text != w.text || !tr.TextStored || tr.Seq != i+1 || tr.Status != storage.TurnCompleted {
+		if tr.Role != w.role || opened(t, tr) != w.text || !tr.TextStored || tr.Seq != i+1 || tr.Status != storage.TurnCompleted {
 			t.Fatalf("turn %d = %+v, want %v", i, tr, w)
 		}
 		if tr.ExpiresAt.Sub(tr.StartedAt) != 90*24*time.Hour {
@@ -304,7 +304,7 @@ func TestMetadataOnlyRetention(t *testing.T) {
 		t.Fatalf("turns %+v", turns)
 	}
 	for _, tr := range turns {
-		if tr.TextStored || tr.Text != "" {
+		if tr.TextStored || opened(t, tr) != "" {
 			t.Fatalf("text stored under metadata-only retention: %+v", tr)
 		}
 		if tr.ExpiresAt.Sub(tr.StartedAt) != 30*24*time.Hour {
@@ -541,7 +541,7 @@ func TestSecondResponseAndCancel(t *testing.T) {
 	waitNoSessions(t, h.gw)
 	_ = h.gw.Close()
 	_, turns, _ := h.store.onlyConversation()
-	if len(turns) != 3 || turns[1].Status != storage.TurnCancelled || turns[1].Text != "partial " {
+	if len(turns) != 3 || turns[1].Status != storage.TurnCancelled || opened(t, turns[1]) != "partial " {
 		t.Fatalf("turns %+v", turns)
 	}
 	if turns[2].Status != storage.TurnCancelled {
@@ -692,7 +692,7 @@ func TestDrainFinishesTurnInFlight(t *testing.T) {
 	resp.Body.Close()
 	_ = h.gw.Close()
 	_, turns, _ := h.store.onlyConversation()
-	if len(turns) != 2 || turns[1].Text != "one two three" {
+	if len(turns) != 2 || opened(t, turns[1]) != "one two three" {
 		t.Fatalf("turns %+v", turns)
 	}
 }
@@ -715,7 +715,7 @@ func TestDrainDeadlineEndsStuckTurns(t *testing.T) {
 	}
 	_ = h.gw.Close()
 	_, turns, _ := h.store.onlyConversation()
-	if len(turns) != 2 || turns[1].Status != storage.TurnCancelled || turns[1].Text != "stuck " {
+	if len(turns) != 2 || turns[1].Status != storage.TurnCancelled || opened(t, turns[1]) != "stuck " {
 		t.Fatalf("turns %+v", turns)
 	}
 }

@@ -203,6 +203,9 @@ func (s *session) flushUtterance() {
 	}
 	u := l.utt
 	n := len(*l.chunk)
+	if s.policy.AudioLogging && len(u.logged) < maxLoggedAudio {
+		u.logged = append(u.logged, (*l.chunk)[:min(n, maxLoggedAudio-len(u.logged))]...)
+	}
 	select {
 	case u.audio <- l.chunk: // the recognizer goroutine owns it now
 		u.samples += int64(n)
@@ -395,7 +398,8 @@ func (s *session) onSTT(m sttMsg) {
 		}
 		lat = storage.Latency{EndOfTurnMS: since(u.decided), FirstPartialMS: since(u.firstResult), FinalTranscriptMS: since(u.final)}
 	}
-	s.persistTurn(u.itemID, storage.RoleUser, m.text, storage.TurnCompleted, started, m.at, lat)
+	s.persistTurn(u.itemID, storage.RoleUser, m.text, storage.TurnCompleted, started, m.at, lat, u.logged)
+	u.logged = nil
 	s.lastUtterance = u
 	s.afterTranscript(m.text != "")
 }

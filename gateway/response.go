@@ -418,7 +418,7 @@ func (s *session) finishResponse(r *response, status, reason string, cause error
 			stored.FinalTranscriptMS, stored.FirstAudioMS = v.finalTranscript.Milliseconds(), v.firstAudio.Milliseconds()
 			stored.FirstAudioSentMS = v.firstAudioSent.Milliseconds()
 		}
-		s.persistTurn(r.item.ID, "assistant", text, turnStatus, r.requested, now, stored)
+		s.persistTurn(r.item.ID, "assistant", text, turnStatus, r.requested, now, stored, nil)
 	}
 }
 

@@ -29,10 +29,18 @@ import (
 
 // Options configure a Server. Zero values take the defaults shown.
 type Options struct {
-	Agents    map[string]*agent.Agent // by id; required
-	Store     storage.Store           // required
-	Auth      Authenticator           // required
+	Agents map[string]*agent.Agent // by id; required
+	Store  storage.Store           // required
+	Auth   Authenticator           // required
+	// Sealer seals transcripts and logged audio before they reach Store
+	// and pseudonymises end users; required.
+	Sealer Sealer
+	// Retention is the default policy's retention (see Policy).
 	Retention storage.Retention
+	// Policy returns a tenant's privacy policy (retention, audio logging,
+	// redaction), read at the start of each session; nil gives every
+	// tenant Retention with audio logging off and all redaction on.
+	Policy func(ctx context.Context, tenantID string) (storage.Policy, error)
 
 	// Voice engines; nil refuses audio input (Recognizer) or audio output
 	// (Synthesizer) with an "unsupported" error. The recognizer must take
@@ -171,8 +179,8 @@ func New(opts Options) (*Server, error) {
 	if len(opts.Agents) == 0 {
 		return nil, errors.New("gateway: no agents configured")
 	}
-	if opts.Store == nil || opts.Auth == nil {
-		return nil, errors.New("gateway: Store and Auth are required")
+	if opts.Store == nil || opts.Auth == nil || opts.Sealer == nil {
+		return nil, errors.New("gateway: Store, Auth and Sealer are required")
 	}
 	if opts.Recognizer != nil && opts.Recognizer.SampleRate() != PipelineRate {
 		return nil, fmt.Errorf("gateway: the recognizer takes %d Hz audio; the listening path runs at %d Hz", opts.Recognizer.SampleRate(), PipelineRate)
@@ -201,7 +209,7 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	s.plans = map[string]planEntry{}
-	s.recorder = newRecorder(opts.Store, opts.Logger, s.metrics, 2, 2048)
+	s.recorder = newRecorder(opts.Store, opts.Sealer, opts.Logger, s.metrics, 2, 2048)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
@@ -300,6 +308,22 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 			"Parley speaks the GA Realtime dialect; drop the OpenAI-Beta: realtime=v1 header / openai-beta.realtime-v1 subprotocol")
 		return
 	}
+	// The end user: an ephemeral key carries the one it was minted for
+	// (the browser cannot change it); a secret key's caller may name one.
+	endUser := g.endUser
+	if !g.ephemeral {
+		if endUser, herr = s.endUser(r.Context(), p.TenantID, r.URL.Query().Get("end_user"), "end_user"); herr != nil {
+			s.metrics.sessionsRefused.WithLabelValues("bad_request").Inc()
+			herr.write(w)
+			return
+		}
+	}
+	policy, herr := s.policyFor(r.Context(), p.TenantID)
+	if herr != nil {
+		s.metrics.sessionsRefused.WithLabelValues("storage_unavailable").Inc()
+		herr.write(w)
+		return
+	}
 
 	// Reserve a session slot before upgrading.
 	s.mu.Lock()
@@ -357,6 +381,7 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 	s.metrics.sessionsTotal.Inc()
 	s.metrics.sessionsActive.Inc()
 	sess := newSession(s, &wsConn{c: conn, cc: hw.cc}, a, p, "websocket")
+	sess.policy, sess.endUser = policy, endUser
 	if g.session != nil {
 		_ = sess.state.Apply(g.session) // validated when the key was minted
 	}

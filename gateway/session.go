@@ -78,6 +78,11 @@ type session struct {
 	attach    chan *sideband
 	sideGone  chan *sideband
 	sideWG    sync.WaitGroup
+
+	// policy is the tenant's privacy policy, read when the session
+	// started; endUser the end user's pseudonym ("" when not named).
+	policy  storage.Policy
+	endUser string
 }
 
 type inbound struct {
@@ -159,7 +164,8 @@ func (s *session) serve() {
 	s.ttsWG.Wait()
 	s.sttWG.Wait()
 	if s.convStored {
-		s.srv.recorder.submit(s.convID, recordJob{sessionID: s.id, end: &endJob{tenantID: s.principal.TenantID, id: s.convID, at: s.srv.now()}})
+		s.srv.recorder.submit(s.convID, recordJob{sessionID: s.id, end: &endJob{tenantID: s.principal.TenantID, id: s.convID,
+			at: s.srv.now(), channel: s.channel, started: s.convStart}})
 	}
 
 	s.closeSidebands(code, reason)
@@ -411,7 +417,7 @@ func (s *session) createItem(ev *realtime.ClientEvent) *realtime.Error {
 	s.send(&realtime.ItemEvent{Type: realtime.TypeItemDone, EventID: s.nextEventID(), PreviousItemID: prev, Item: it})
 	if it.Role == "user" || it.Role == "assistant" {
 		now := s.srv.now()
-		s.persistTurn(it.ID, it.Role, it.Text(), storage.TurnCompleted, now, now, storage.Latency{})
+		s.persistTurn(it.ID, it.Role, it.Text(), storage.TurnCompleted, now, now, storage.Latency{}, nil)
 	}
 	return nil
 }
@@ -434,25 +440,30 @@ func (s *session) deleteItem(id string) *realtime.Error {
 	return nil
 }
 
-// persistTurn hands a finished turn to the recorder, under the retention
-// policy: without transcript retention no text leaves the session.
-func (s *session) persistTurn(id, role, text, status string, started, ended time.Time, lat storage.Latency) {
-	pol := s.srv.opts.Retention
+// persistTurn hands a finished turn to the recorder, under the tenant's
+// privacy policy: without transcript retention no text leaves the session,
+// and audio (16 kHz, the user's turn) only when the tenant logs audio.
+func (s *session) persistTurn(id, role, text, status string, started, ended time.Time, lat storage.Latency, audio []int16) {
+	pol := s.policy.Retention()
 	if !s.convStored {
 		s.convStored = true
 		s.srv.recorder.submit(s.convID, recordJob{sessionID: s.id, create: &storage.Conversation{
-			ID: s.convID, TenantID: s.principal.TenantID, AgentID: s.agent.ID, Channel: s.channel,
+			ID: s.convID, TenantID: s.principal.TenantID, AgentID: s.agent.ID, Channel: s.channel, EndUser: s.endUser,
 			StartedAt: s.convStart.UTC(), ExpiresAt: pol.ConversationExpiry(s.convStart).UTC(),
 		}})
 	}
 	s.turnSeq++
-	t := &storage.Turn{
+	t := &turnJob{row: &storage.Turn{
 		ID: id, ConversationID: s.convID, TenantID: s.principal.TenantID, Seq: s.turnSeq, Role: role,
 		Status: status, StartedAt: started.UTC(), EndedAt: ended.UTC(), Latency: lat,
 		ExpiresAt: pol.TurnExpiry(started).UTC(),
-	}
+	}, redact: s.policy.Redact}
 	if pol.StoresText() {
-		t.Text, t.TextStored = text, true
+		t.row.TextStored, t.text = true, text
+	}
+	if s.policy.AudioLogging && len(audio) > 0 {
+		t.audio = audio
+		t.audioExpires = ended.Add(time.Duration(s.policy.AudioDays) * 24 * time.Hour).UTC()
 	}
 	s.srv.recorder.submit(s.convID, recordJob{sessionID: s.id, turn: t})
 }
@@ -494,7 +505,7 @@ func (s *session) sendError(e *realtime.Error) {
 
 // storedText is what of text the retention policy lets storage keep.
 func (s *session) storedText(text string) string {
-	if !s.srv.opts.Retention.StoresText() {
+	if !s.policy.Retention().StoresText() {
 		return ""
 	}
 	return text

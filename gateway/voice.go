@@ -56,6 +56,10 @@ type utterance struct {
 	sttFinal    time.Duration // time inside the recognizer's Final
 	transcript  string
 	done        bool
+	// logged is a copy of the turn's audio, kept only when the tenant
+	// logs audio (at most maxLoggedAudio samples); it goes to the
+	// recorder with the turn.
+	logged []int16
 }
 
 // sttMsg carries a recognizer's output to the loop.
@@ -453,6 +457,6 @@ func (s *session) cutSpoken(itemID string, endMS int) {
 		ContentIndex: 0, AudioEndMS: endMS})
 	if s.convStored {
 		s.srv.recorder.submit(s.convID, recordJob{sessionID: s.id, truncate: &truncateJob{
-			tenantID: s.principal.TenantID, conversationID: s.convID, itemID: it.ID, text: s.storedText(text)}})
+			tenantID: s.principal.TenantID, conversationID: s.convID, itemID: it.ID, text: s.storedText(text), redact: s.policy.Redact}})
 	}
 }

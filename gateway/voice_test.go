@@ -138,8 +138,8 @@ func TestVoiceTurnEndToEnd(t *testing.T) {
 	waitNoSessions(t, h.gw)
 	_ = h.gw.Close()
 	_, turns, _ := h.store.onlyConversation()
-	if len(turns) != 2 || turns[0].Text != "what is parley" || turns[0].Role != storage.RoleUser ||
-		turns[1].Text != "Parley is a gateway. It speaks the realtime protocol." {
+	if len(turns) != 2 || opened(t, turns[0]) != "what is parley" || turns[0].Role != storage.RoleUser ||
+		opened(t, turns[1]) != "Parley is a gateway. It speaks the realtime protocol." {
 		t.Fatalf("turns %+v", turns)
 	}
 	if l := turns[1].Latency; l.EndOfTurnMS <= 0 || l.FinalTranscriptMS < l.EndOfTurnMS || l.FirstAudioMS <= 0 {
@@ -197,7 +197,7 @@ func TestBargeIn(t *testing.T) {
 	waitNoSessions(t, h.gw)
 	_ = h.gw.Close()
 	_, turns, _ := h.store.onlyConversation()
-	if len(turns) < 2 || turns[1].Status != storage.TurnCancelled || turns[1].Text != heard {
+	if len(turns) < 2 || turns[1].Status != storage.TurnCancelled || opened(t, turns[1]) != heard {
 		t.Fatalf("stored turns %+v (heard %q)", turns, heard)
 	}
 }
@@ -295,7 +295,7 @@ func TestTruncateSpokenItem(t *testing.T) {
 	waitNoSessions(t, h.gw)
 	_ = h.gw.Close()
 	_, turns, _ := h.store.onlyConversation()
-	if len(turns) != 2 || turns[1].Text != "First sentence here. Second sentence now. Third" {
+	if len(turns) != 2 || opened(t, turns[1]) != "First sentence here. Second sentence now. Third" {
 		t.Fatalf("stored %+v", turns)
 	}
 }
@@ -355,7 +355,7 @@ func TestRecognizerFailureAndHang(t *testing.T) {
 			_ = h.gw.Close()
 			_, turns, _ := h.store.onlyConversation()
 			for _, tr := range turns {
-				if tr.Role == storage.RoleUser && tr.Text != "Hello there" {
+				if tr.Role == storage.RoleUser && opened(t, tr) != "Hello there" {
 					t.Fatalf("half-written user turn stored: %+v", tr)
 				}
 			}

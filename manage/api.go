@@ -1,6 +1,8 @@
 // Package manage is Parley's management REST API under /v1/: sign-up and
-// sign-in, tenants, members and invitations, agents, keys, settings, and
-// the audit and API call logs. JSON in and out, one error shape
+// sign-in, tenants, members and invitations, agents, keys, settings, the
+// audit and API call logs, and the privacy routes: the tenant's privacy
+// policy, its conversations, their export and deletion (data rights), and
+// its usage. JSON in and out, one error shape
 // ({"error":{"type","code","message","param"}}) everywhere.
 //
 // Every route is one row of the table Routes returns: method, pattern,
@@ -89,9 +91,36 @@ func (l *Limits) defaults() {
 	}
 }
 
+// Keyring seals and opens tenant data under the tenant's data key and
+// pseudonymises end-user identifiers (*seal.Keyring implements it).
+type Keyring interface {
+	// Seal encrypts plaintext under tenantID's data key, bound to aad.
+	Seal(ctx context.Context, tenantID string, plaintext, aad []byte) ([]byte, error)
+	// Open decrypts what Seal returned; seal.ErrShredded when the
+	// tenant's data key is gone.
+	Open(ctx context.Context, tenantID string, sealed, aad []byte) ([]byte, error)
+	// Pseudonym is the stable pseudonym of an end-user identifier within
+	// tenantID (what storage keeps instead of the identifier).
+	Pseudonym(ctx context.Context, tenantID, endUserID string) (string, error)
+}
+
 // Options configure the API.
 type Options struct {
 	Accounts storage.Accounts // required
+	// Privacy is the conversation store with the privacy records and the
+	// data-rights operations: in parleyd the same Backend as Accounts.
+	// When nil, Accounts is used if it is a storage.Backend. Without one,
+	// the privacy, conversation, export, deletion and usage routes answer
+	// 503.
+	Privacy storage.Backend
+	// Keyring seals agent settings and opens transcripts. Without it, an
+	// agent with settings cannot be written or read, and the conversation
+	// and export routes answer 503 (parleyd always sets it).
+	Keyring Keyring
+	// DefaultPolicy is the installation's privacy policy for a tenant that
+	// never set its own (config retention.* and privacy.*); nil:
+	// DefaultPolicy.
+	DefaultPolicy func(tenantID string) storage.Policy
 	// ClientIPs tells a request's client address for the per-IP limits
 	// (nil: the connection's peer).
 	ClientIPs *access.ClientIPs
@@ -165,6 +194,12 @@ func New(o Options) (*API, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Privacy == nil {
+		o.Privacy, _ = o.Accounts.(storage.Backend)
+	}
+	if o.DefaultPolicy == nil {
+		o.DefaultPolicy = DefaultPolicy
+	}
 	if o.SessionTTL <= 0 {
 		o.SessionTTL = DefaultSessionTTL
 	}
@@ -179,6 +214,9 @@ func New(o Options) (*API, error) {
 		idemSeed:     maphash.MakeSeed(),
 		calls:        make(chan storage.APICall, logBuffer),
 		done:         make(chan struct{}),
+	}
+	if o.Keyring == nil {
+		a.log.Warn().Msg("no keyring: agents with settings, conversations and exports are unavailable")
 	}
 	a.routes = a.table()
 	a.mux = http.NewServeMux()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 
 	"parley/access"
 	"parley/storage"
+	"parley/storage/seal"
 	"parley/storage/sqlite"
 )
 
@@ -54,6 +56,7 @@ type env struct {
 	api   *API
 	h     http.Handler
 	store *sqlite.Store
+	kr    *seal.Keyring // a real keyring over store
 	keys  *access.KeyCache
 	logs  *syncBuf
 	now   time.Time
@@ -74,8 +77,17 @@ func newEnv(t *testing.T, tweak ...func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, store: st, keys: access.NewKeyCache(st), logs: &syncBuf{}, now: time.Now(), secrets: []string{testPassword}}
-	o := Options{Accounts: st, Keys: e.keys, Logger: zerolog.New(e.logs), Limits: generous()}
+	mk, err := seal.NewMasterKey("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No cache: a shred is seen at once.
+	kr, err := seal.NewKeyring(st, []seal.MasterKey{mk}, seal.Options{CacheTTL: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, store: st, kr: kr, keys: access.NewKeyCache(st), logs: &syncBuf{}, now: time.Now(), secrets: []string{testPassword}}
+	o := Options{Accounts: st, Privacy: st, Keyring: kr, Keys: e.keys, Logger: zerolog.New(e.logs), Limits: generous()}
 	for _, f := range tweak {
 		f(&o)
 	}
@@ -236,6 +248,72 @@ func (e *env) agent(tenantID, id string) {
 	}
 }
 
+// conv stores a conversation of tenantID, started an hour ago and ended,
+// with a user and an assistant turn sealed under the tenant's data key
+// (texts[i] is turn i+1's text; "" stores it metadata-only); endUser is
+// the business's identifier ("" for none), stored as its pseudonym.
+func (e *env) conv(tenantID, id, endUser string, texts ...string) *storage.Conversation {
+	e.t.Helper()
+	ctx := context.Background()
+	start := e.now.Add(-time.Hour).UTC().Truncate(time.Millisecond)
+	c := &storage.Conversation{ID: id, TenantID: tenantID, AgentID: "helper", Channel: "websocket", Language: "en",
+		StartedAt: start, ExpiresAt: start.Add(365 * 24 * time.Hour)}
+	if endUser != "" {
+		p, err := e.kr.Pseudonym(ctx, tenantID, endUser)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		c.EndUser = p
+	}
+	if err := e.store.CreateConversation(ctx, c); err != nil {
+		e.t.Fatal(err)
+	}
+	for i, text := range texts {
+		tr := &storage.Turn{ID: fmt.Sprintf("%s-item-%d", id, i+1), ConversationID: id, TenantID: tenantID, Seq: i + 1,
+			Role: []string{storage.RoleUser, storage.RoleAssistant}[i%2], Status: storage.TurnCompleted, Sentiment: 0.5,
+			StartedAt: start.Add(time.Duration(i) * time.Second), EndedAt: start.Add(time.Duration(i)*time.Second + 500*time.Millisecond),
+			Latency: storage.Latency{FirstTokenMS: 120, TotalMS: 480}, ExpiresAt: start.Add(90 * 24 * time.Hour)}
+		if text != "" {
+			sealed, err := e.kr.Seal(ctx, tenantID, []byte(text), seal.TurnAAD(tenantID, id, tr.ID))
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			tr.TextSealed, tr.TextStored = sealed, true
+		}
+		if err := e.store.AppendTurn(ctx, tr); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if err := e.store.EndConversation(ctx, tenantID, id, start.Add(90*time.Second)); err != nil {
+		e.t.Fatal(err)
+	}
+	got, err := e.store.GetConversation(ctx, tenantID, id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return got
+}
+
+// usageEvent stores a usage event (and its daily rollup) of a tenant.
+func (e *env) usageEvent(tenantID, convID string, at time.Time, dur time.Duration) {
+	e.t.Helper()
+	ev := &storage.UsageEvent{ID: newID("use_"), TenantID: tenantID, ConversationID: convID, Channel: "websocket", Language: "en",
+		At: at.UTC(), DurationMS: dur.Milliseconds(), ExpiresAt: at.Add(storage.UsageRetention).UTC()}
+	errs, err := e.store.WriteBatch(context.Background(), []storage.Write{{Usage: ev}})
+	if err == nil {
+		err = errs[0]
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// validPolicy is a privacy policy body PUT …/privacy accepts.
+func validPolicy() map[string]any {
+	return map[string]any{"transcript_days": 30, "metadata_days": 180, "audio_logging": true, "audio_days": 7,
+		"redact": map[string]any{"emails": true, "phones": false, "cards": true, "ibans": true}, "training_opt_in": true}
+}
+
 // world is two tenants: A with an owner, an admin, a member, a viewer,
 // an agent and keys of every kind; B with an owner, an agent, a key and
 // an invitation.
@@ -250,6 +328,7 @@ type world struct {
 	bKey                                   *storage.Key
 	bKeyVal                                string
 	bInvitation                            string
+	bConv                                  *storage.Conversation // B's conversation, of end user "bob-customer"
 }
 
 func newWorld(t *testing.T, tweak ...func(*Options)) *world {
@@ -275,5 +354,6 @@ func newWorld(t *testing.T, tweak ...func(*Options)) *world {
 	w.want(r, 201, "")
 	w.bInvitation = r.str("id")
 	w.secrets = append(w.secrets, r.str("token"))
+	w.bConv = w.conv(w.B.ID, "conv-bravo", "bob-customer", "Bravo secret question", "Bravo secret answer")
 	return w
 }

@@ -42,6 +42,13 @@ func buildOpenAPI(routes []Route) ([]byte, error) {
 				obj{"name": "limit", "in": "query", "description": "page size (default 20, larger values are lowered to the maximum, 100 by default)",
 					"schema": obj{"type": "integer", "minimum": 1}})
 		}
+		for _, q := range rt.query {
+			schema := obj{"type": "string"}
+			if q.format != "" {
+				schema["format"] = q.format
+			}
+			params = append(params, obj{"name": q.name, "in": "query", "description": q.desc, "required": q.required, "schema": schema})
+		}
 		if rt.Idempotent {
 			params = append(params, obj{"name": "Idempotency-Key", "in": "header", "description": "replays the stored response of a repeated request (24 h)",
 				"schema": obj{"type": "string", "maxLength": 255}})
@@ -57,6 +64,10 @@ func buildOpenAPI(routes []Route) ([]byte, error) {
 			op["requestBody"] = obj{"required": true, "content": obj{"application/json": obj{"schema": schemaOf(reflect.TypeOf(rt.request))}}}
 		}
 		ok := obj{"description": http.StatusText(rt.Status), "content": obj{"application/json": obj{"schema": schemaOf(reflect.TypeOf(rt.response))}}}
+		if rt.download {
+			ok["headers"] = obj{"Content-Disposition": obj{"description": `attachment; filename="…json"`, "schema": obj{"type": "string"}}}
+			ok["description"] = "the document, streamed: a connection that breaks before its end is an export that failed"
+		}
 		op["responses"] = obj{strconv.Itoa(rt.Status): ok, "429": errResp, "default": errResp}
 		item, _ := paths[rt.Pattern].(obj)
 		if item == nil {

@@ -31,6 +31,8 @@ func validBody(rt Route) any {
 		return map[string]any{"kind": "secret", "scopes": []string{"management"}}
 	case "putSettings":
 		return map[string]any{"settings": map[string]any{"x": 1}}
+	case "putPrivacy":
+		return validPolicy()
 	}
 	return nil
 }
@@ -48,9 +50,11 @@ func fill(pattern string, ids map[string]string) string {
 // as a key, is 404 not_found and shows nothing of that tenant.
 func TestAPI1_BrokenObjectLevelAuthorization(t *testing.T) {
 	w := newWorld(t)
-	bIDs := map[string]string{"tenant_id": w.B.ID, "user_id": w.bobU.ID, "agent_id": "bravo-agent", "key_id": w.bKey.ID, "invitation_id": w.bInvitation}
+	bIDs := map[string]string{"tenant_id": w.B.ID, "user_id": w.bobU.ID, "agent_id": "bravo-agent", "key_id": w.bKey.ID, "invitation_id": w.bInvitation,
+		"conversation_id": w.bConv.ID, "end_user_id": "bob-customer"}
 	// A's own tenant with B's object ids: the object lookups are scoped too.
-	mixed := map[string]string{"tenant_id": w.A.ID, "user_id": w.bobU.ID, "agent_id": "bravo-agent", "key_id": w.bKey.ID, "invitation_id": w.bInvitation}
+	mixed := map[string]string{"tenant_id": w.A.ID, "user_id": w.bobU.ID, "agent_id": "bravo-agent", "key_id": w.bKey.ID, "invitation_id": w.bInvitation,
+		"conversation_id": w.bConv.ID, "end_user_id": "bob-customer"}
 	callers := map[string]string{"owner of A": w.ownerTok, "viewer of A": w.viewTok, "management key of A": w.mgmtKey, "read_only key of A": w.roKey}
 	n := 0
 	for _, rt := range w.api.Routes() {
@@ -73,8 +77,18 @@ func TestAPI1_BrokenObjectLevelAuthorization(t *testing.T) {
 				continue
 			}
 			r = w.do(rt.Method, fill(rt.Pattern, mixed), cred, validBody(rt))
-			if r.code != 404 {
+			switch {
+			case rt.OperationID == "deleteEndUserData":
+				// An end user is the business's identifier, not an object:
+				// in A, B's end user has no data (zero counts, no error).
+				if r.code != 200 || !strings.Contains(r.raw, `"conversations":0`) {
+					t.Errorf("%s %s as %s with B's end user: %d %s", rt.Method, rt.Pattern, who, r.code, r.raw)
+				}
+			case r.code != 404:
 				t.Errorf("%s %s as %s with B's object id: %d %s", rt.Method, rt.Pattern, who, r.code, r.raw)
+			}
+			if strings.Contains(r.raw, "Bravo") || strings.Contains(r.raw, w.bConv.EndUser) {
+				t.Errorf("%s %s as %s with B's object id leaks tenant B: %s", rt.Method, rt.Pattern, who, r.raw)
 			}
 			n++
 		}
@@ -95,6 +109,31 @@ func TestAPI1_BrokenObjectLevelAuthorization(t *testing.T) {
 	}
 	if _, err := w.store.GetAgent(context.Background(), w.B.ID, "planted"); err == nil {
 		t.Fatal("an agent was planted in B")
+	}
+	// B's conversation in A's export, conversation list and deletion
+	// scopes: nothing of it.
+	base := "/v1/tenants/" + w.A.ID
+	for _, cred := range []string{w.ownerTok, w.mgmtKey} {
+		w.want(w.do("GET", base+"/export?conversation_id="+w.bConv.ID, cred, nil), 404, "not_found")
+		r := w.do("GET", base+"/export?end_user=bob-customer", cred, nil)
+		w.want(r, 200, "")
+		if strings.Contains(r.raw, "Bravo") || strings.Contains(r.raw, w.bConv.ID) || strings.Contains(r.raw, w.B.ID) {
+			t.Errorf("A's export of B's end user leaks B: %s", r.raw)
+		}
+		r = w.do("GET", base+"/conversations?end_user=bob-customer", cred, nil)
+		w.want(r, 200, "")
+		if len(r.data()) != 0 {
+			t.Errorf("A lists B's end user's conversations: %s", r.raw)
+		}
+	}
+	// Another tenant's pseudonym of the same end user differs.
+	pa, _ := w.kr.Pseudonym(context.Background(), w.A.ID, "bob-customer")
+	if pa == w.bConv.EndUser {
+		t.Error("the pseudonym of an end user is the same in two tenants")
+	}
+	// B's conversation is untouched.
+	if turns, err := w.store.ListTurns(context.Background(), w.B.ID, w.bConv.ID); err != nil || len(turns) != 2 {
+		t.Fatalf("B's conversation changed: %d turns, %v", len(turns), err)
 	}
 	// An invitation of B accepted by someone else's account: 404.
 	w.want(w.do("POST", "/v1/invitations/accept", w.ownerTok, map[string]any{"token": "pi_" + strings.Repeat("a", 43)}), 404, "invitation_not_found")
@@ -298,6 +337,7 @@ func TestAPI4_UnrestrictedResourceConsumption(t *testing.T) {
 func TestAPI5_BrokenFunctionLevelAuthorization(t *testing.T) {
 	w := newWorld(t)
 	base := "/v1/tenants/" + w.A.ID
+	w.conv(w.A.ID, "conv-a", "alice", "Hello", "Hi there")
 	key := map[string]any{"kind": "secret", "scopes": []string{"management"}}
 	cases := []struct {
 		name, method, path, cred string
@@ -331,6 +371,34 @@ func TestAPI5_BrokenFunctionLevelAuthorization(t *testing.T) {
 		{"management key writes an agent", "POST", base + "/agents", w.mgmtKey, map[string]any{"id": "by-key"}, 201, ""},
 		{"member writes an agent", "POST", base + "/agents", w.memberTok, map[string]any{"id": "by-member"}, 201, ""},
 		{"admin reads the audit log", "GET", base + "/audit", w.adminTok, nil, 200, ""},
+
+		// The privacy routes.
+		{"viewer lists conversations", "GET", base + "/conversations", w.viewTok, nil, 403, "permission_denied"},
+		{"viewer reads a conversation", "GET", base + "/conversations/conv-a", w.viewTok, nil, 403, "permission_denied"},
+		{"member exports", "GET", base + "/export", w.memberTok, nil, 403, "permission_denied"},
+		{"member exports an end user", "GET", base + "/export?end_user=alice", w.memberTok, nil, 403, "permission_denied"},
+		{"member deletes a conversation", "DELETE", base + "/conversations/conv-a", w.memberTok, nil, 403, "permission_denied"},
+		{"member deletes an end user's data", "DELETE", base + "/end_users/alice", w.memberTok, nil, 403, "permission_denied"},
+		{"member deletes every conversation", "DELETE", base + "/conversations?confirm=delete-all", w.memberTok, nil, 403, "permission_denied"},
+		{"viewer writes the privacy policy", "PUT", base + "/privacy", w.viewTok, validPolicy(), 403, "permission_denied"},
+		{"admin writes the privacy policy", "PUT", base + "/privacy", w.adminTok, validPolicy(), 403, "permission_denied"},
+		{"management key writes the privacy policy", "PUT", base + "/privacy", w.mgmtKey, validPolicy(), 403, "insufficient_scope"},
+		{"read_only key deletes a conversation", "DELETE", base + "/conversations/conv-a", w.roKey, nil, 403, "insufficient_scope"},
+		{"read_only key deletes an end user's data", "DELETE", base + "/end_users/alice", w.roKey, nil, 403, "insufficient_scope"},
+		{"read_only key deletes every conversation", "DELETE", base + "/conversations?confirm=delete-all", w.roKey, nil, 403, "insufficient_scope"},
+		{"realtime-only key exports", "GET", base + "/export", w.rtKey, nil, 403, "insufficient_scope"},
+		{"realtime-only key lists conversations", "GET", base + "/conversations", w.rtKey, nil, 403, "insufficient_scope"},
+		{"publishable key reads a conversation", "GET", base + "/conversations/conv-a", w.pubKey, nil, 403, "insufficient_scope"},
+		{"publishable key reads usage", "GET", base + "/usage", w.pubKey, nil, 403, "insufficient_scope"},
+		{"viewer reads the privacy policy", "GET", base + "/privacy", w.viewTok, nil, 200, ""},
+		{"viewer reads usage", "GET", base + "/usage", w.viewTok, nil, 200, ""},
+		{"member lists conversations", "GET", base + "/conversations", w.memberTok, nil, 200, ""},
+		{"member reads a conversation", "GET", base + "/conversations/conv-a", w.memberTok, nil, 200, ""},
+		{"read_only key exports", "GET", base + "/export", w.roKey, nil, 200, ""},
+		{"admin exports", "GET", base + "/export", w.adminTok, nil, 200, ""},
+		{"owner writes the privacy policy", "PUT", base + "/privacy", w.ownerTok, validPolicy(), 200, ""},
+		{"management key deletes an end user's data", "DELETE", base + "/end_users/nobody", w.mgmtKey, nil, 200, ""},
+		{"admin deletes a conversation", "DELETE", base + "/conversations/conv-a", w.adminTok, nil, 200, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { want(t, w.do(c.method, c.path, c.cred, c.body), c.status, c.code) })

@@ -1,6 +1,7 @@
 package manage
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"parley/agent"
 	"parley/storage"
+	"parley/storage/seal"
 )
 
 // Agents.
@@ -39,7 +41,8 @@ type agentPatch struct {
 
 var agentReadOnly = []string{"tenant_id", "created_at", "updated_at"}
 
-func checkAgent(a *storage.Agent) error {
+// checkAgent validates a with its plaintext settings document.
+func checkAgent(a *storage.Agent, settings []byte) error {
 	switch {
 	case !agentIDPattern.MatchString(a.ID):
 		return invalid("id", "id must be 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit")
@@ -57,10 +60,10 @@ func checkAgent(a *storage.Agent) error {
 			return err
 		}
 	}
-	if len(a.Settings) > 0 && !isObject(a.Settings) {
+	if len(settings) > 0 && !isObject(settings) {
 		return invalid("settings", "settings must be a JSON object")
 	}
-	if _, err := agent.ParseSettings(a.Settings); err != nil {
+	if _, err := agent.ParseSettings(settings); err != nil {
 		var se *agent.SettingsError
 		if errors.As(err, &se) {
 			return invalid(se.Field, se.Field+" "+se.Message)
@@ -68,6 +71,52 @@ func checkAgent(a *storage.Agent) error {
 		return invalid("settings", err.Error())
 	}
 	return nil
+}
+
+// sealSettings stores settings in a sealed under the tenant's data key
+// (the document holds the agent's knowledge documents): a.Settings, the
+// plaintext column of rows written before sealing existed, is cleared.
+// Empty settings are stored as nothing.
+func (c *call) sealSettings(a *storage.Agent, settings []byte) error {
+	a.Settings, a.SettingsSealed = nil, nil
+	if len(settings) == 0 {
+		return nil
+	}
+	kr := c.a.o.Keyring
+	if kr == nil {
+		return errNoKeyring
+	}
+	sealed, err := kr.Seal(c.ctx(), a.TenantID, settings, seal.AgentAAD(a.TenantID, a.ID))
+	if err != nil {
+		return err
+	}
+	a.SettingsSealed = sealed
+	return nil
+}
+
+// AgentSettings returns the plaintext settings document of a stored
+// agent: SettingsSealed opened with kr, or the plaintext Settings of a row
+// written before sealing existed (nil when the agent has none).
+func AgentSettings(ctx context.Context, kr Keyring, a *storage.Agent) ([]byte, error) {
+	if len(a.SettingsSealed) == 0 {
+		return a.Settings, nil
+	}
+	if kr == nil {
+		return nil, errors.New("manage: the agent's settings are sealed and there is no keyring")
+	}
+	return kr.Open(ctx, a.TenantID, a.SettingsSealed, seal.AgentAAD(a.TenantID, a.ID))
+}
+
+// viewAgent is a's view with its settings opened.
+func (c *call) viewAgent(a *storage.Agent) (agentView, error) {
+	if len(a.SettingsSealed) > 0 && c.a.o.Keyring == nil {
+		return agentView{}, errNoKeyring
+	}
+	settings, err := AgentSettings(c.ctx(), c.a.o.Keyring, a)
+	if err != nil {
+		return agentView{}, err
+	}
+	return viewAgent(a, settings), nil
 }
 
 func (c *call) createAgent() (any, error) {
@@ -83,8 +132,12 @@ func (c *call) createAgent() (any, error) {
 	}
 	a := &storage.Agent{ID: req.ID, TenantID: c.tenant.ID, Name: req.Name, Instructions: req.Instructions,
 		Greeting: req.Greeting, Engine: req.Engine, Voice: req.Voice, Language: req.Language,
-		Settings: compact(req.Settings), CreatedAt: c.now.UTC(), UpdatedAt: c.now.UTC()}
-	if err := checkAgent(a); err != nil {
+		CreatedAt: c.now.UTC(), UpdatedAt: c.now.UTC()}
+	settings := compact(req.Settings)
+	if err := checkAgent(a, settings); err != nil {
+		return nil, err
+	}
+	if err := c.sealSettings(a, settings); err != nil {
 		return nil, err
 	}
 	if err := c.a.o.Accounts.CreateAgent(c.ctx(), a); err != nil {
@@ -94,7 +147,7 @@ func (c *call) createAgent() (any, error) {
 		return nil, storageErr(err, "agent")
 	}
 	c.audit(c.tenant.ID, "agent.create", "agent", a.ID)
-	return viewAgent(a), nil
+	return viewAgent(a, settings), nil
 }
 
 func compact(raw json.RawMessage) []byte {
@@ -114,7 +167,7 @@ func (c *call) listAgents() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return listOf(as, next, viewAgent), nil
+	return listOfErr(as, next, c.viewAgent)
 }
 
 func (c *call) getAgent() (any, error) {
@@ -122,7 +175,7 @@ func (c *call) getAgent() (any, error) {
 	if err != nil {
 		return nil, storageErr(err, "agent")
 	}
-	return viewAgent(a), nil
+	return c.viewAgent(a)
 }
 
 func (c *call) updateAgent() (any, error) {
@@ -146,18 +199,31 @@ func (c *call) updateAgent() (any, error) {
 	set(&a.Engine, req.Engine)
 	set(&a.Voice, req.Voice)
 	set(&a.Language, req.Language)
+	var settings []byte
 	if req.Settings != nil {
-		a.Settings = compact(req.Settings)
+		settings = compact(req.Settings)
+	} else {
+		// Kept as they are, sealed anew: a legacy plaintext row is sealed
+		// by its first update.
+		if len(a.SettingsSealed) > 0 && c.a.o.Keyring == nil {
+			return nil, errNoKeyring
+		}
+		if settings, err = AgentSettings(ctx, c.a.o.Keyring, a); err != nil {
+			return nil, err
+		}
 	}
 	a.UpdatedAt = c.now.UTC()
-	if err := checkAgent(a); err != nil {
+	if err := checkAgent(a, settings); err != nil {
+		return nil, err
+	}
+	if err := c.sealSettings(a, settings); err != nil {
 		return nil, err
 	}
 	if err := c.a.o.Accounts.UpdateAgent(ctx, a); err != nil {
 		return nil, storageErr(err, "agent")
 	}
 	c.audit(c.tenant.ID, "agent.update", "agent", a.ID)
-	return viewAgent(a), nil
+	return viewAgent(a, settings), nil
 }
 
 func (c *call) deleteAgent() (any, error) {

@@ -49,7 +49,18 @@ type Route struct {
 	request  any // prototype of the JSON body, nil for none
 	response any // prototype of the success body
 	list     bool
+	query    []queryParam // query parameters besides a list's after and limit
+	// download: the success body is a file (Content-Disposition:
+	// attachment), streamed.
+	download bool
 	handle   func(*call) (any, error)
+}
+
+// queryParam documents a query parameter of a route.
+type queryParam struct {
+	name, desc string
+	required   bool
+	format     string // a JSON Schema string format, e.g. "date"
 }
 
 func (rt *Route) check() error {
@@ -88,6 +99,7 @@ type call struct {
 	status    int
 	errCode   string
 	replayed  bool
+	aborted   bool // a streamed answer failed after it started: abort the connection
 }
 
 func (c *call) ctx() context.Context { return c.r.Context() }
@@ -122,9 +134,11 @@ func (a *API) wrap(rt *Route) http.Handler {
 		c := &call{a: a, w: w, r: r, route: rt, now: a.now(), ip: a.clientIP(r)}
 		setCommonHeaders(w)
 		body, err := c.serve()
-		if err != nil {
+		_, wrote := body.(streamed) // the handler wrote the answer itself (and set c.status)
+		switch {
+		case err != nil:
 			c.fail(err)
-		} else {
+		case !wrote:
 			if !c.replayed {
 				c.status = rt.Status
 			}
@@ -145,6 +159,11 @@ func (a *API) wrap(rt *Route) http.Handler {
 				ac.UserID = c.user.ID
 			}
 			a.logCall(ac)
+		}
+		if c.aborted {
+			// A streamed answer failed midway: the client must see a
+			// broken connection, not a complete-looking answer.
+			panic(http.ErrAbortHandler)
 		}
 	})
 }
@@ -300,8 +319,12 @@ func (c *call) authorizeTenant() error {
 		}
 		return forbidden("permission_denied", "your role ("+c.role+") cannot "+c.route.Action)
 	}
-	if !t.Active() && c.r.Method != http.MethodGet && c.r.Method != http.MethodHead && c.route.Action != access.ActTenantDelete {
-		return conflict("tenant_disabled", "the tenant is deleted; it only can be read until it is purged")
+	// A deleted tenant can still be read, and its conversation data
+	// deleted (an erasure request need not wait for the purge), until it
+	// is purged.
+	if !t.Active() && c.r.Method != http.MethodGet && c.r.Method != http.MethodHead &&
+		c.route.Action != access.ActTenantDelete && c.route.Action != access.ActDataDelete {
+		return conflict("tenant_disabled", "the tenant is deleted; it only can be read (and its conversation data deleted) until it is purged")
 	}
 	return nil
 }
@@ -420,6 +443,22 @@ func listOf[T, S any](items []S, next string, conv func(*S) T) listBody[T] {
 		out.NextCursor = &next
 	}
 	return out
+}
+
+// listOfErr is listOf with a conversion that may fail.
+func listOfErr[T, S any](items []S, next string, conv func(*S) (T, error)) (listBody[T], error) {
+	out := listBody[T]{Data: make([]T, 0, len(items))}
+	for i := range items {
+		v, err := conv(&items[i])
+		if err != nil {
+			return listBody[T]{}, err
+		}
+		out.Data = append(out.Data, v)
+	}
+	if next != "" {
+		out.NextCursor = &next
+	}
+	return out, nil
 }
 
 // bodyReadTimeout bounds reading a request body.

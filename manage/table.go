@@ -1,9 +1,11 @@
 package manage
 
 import (
+	"fmt"
 	"net/http"
 
 	"parley/access"
+	"parley/privacy"
 )
 
 // table is the route table: it registers the handlers and builds the
@@ -21,7 +23,9 @@ func (a *API) table() []Route {
 		keys     = listBody[keyView]
 		audits   = listBody[auditView]
 		apiCalls = listBody[apiCallView]
+		convs    = listBody[conversationView]
 	)
+	endUserQuery := queryParam{name: "end_user", desc: "the business's identifier of an end user (pseudonymised before use; answers show only pseudonyms)"}
 	return []Route{
 		{Method: post, Pattern: "/v1/auth/register", OperationID: "register", Tag: "auth", Auth: AuthNone, Status: http.StatusCreated,
 			Summary: "Create an account: a user, their company's tenant (they own it) and a sign-in session (token and cookie)",
@@ -96,6 +100,37 @@ func (a *API) table() []Route {
 			Summary: "The tenant's audit log: who changed what, when", response: audits{}, list: true, handle: (*call).listAudit},
 		{Method: get, Pattern: tenant + "/api_calls", OperationID: "listAPICalls", Tag: "logs", Auth: AuthTenant, Action: access.ActAuditRead,
 			Summary: "The tenant's API call log (method, route, status, caller; never bodies)", response: apiCalls{}, list: true, handle: (*call).listAPICalls},
+
+		{Method: get, Pattern: tenant + "/privacy", OperationID: "getPrivacy", Tag: "privacy", Auth: AuthTenant, Action: access.ActPrivacyRead,
+			Summary:  "The tenant's privacy policy: retention, audio logging, redaction, training opt-in (the installation's defaults until set)",
+			response: policyView{}, handle: (*call).getPrivacy},
+		{Method: put, Pattern: tenant + "/privacy", OperationID: "putPrivacy", Tag: "privacy", Auth: AuthTenant, Action: access.ActPrivacyWrite,
+			Summary: "Replace the tenant's privacy policy; the new retention applies to the data already stored",
+			request: policyPut{}, response: policyView{}, handle: (*call).putPrivacy},
+		{Method: get, Pattern: tenant + "/conversations", OperationID: "listConversations", Tag: "privacy", Auth: AuthTenant, Action: access.ActConversationRd,
+			Summary: "The tenant's conversations (metadata), or one end user's", response: convs{}, list: true,
+			query: []queryParam{endUserQuery}, handle: (*call).listConversations},
+		{Method: get, Pattern: tenant + "/conversations/{conversation_id}", OperationID: "getConversation", Tag: "privacy", Auth: AuthTenant, Action: access.ActConversationRd,
+			Summary:  "A conversation with its turns' text (null when only metadata is kept; unreadable once crypto-shredded)",
+			response: conversationDetail{}, handle: (*call).getConversation},
+		{Method: del, Pattern: tenant + "/conversations/{conversation_id}", OperationID: "deleteConversation", Tag: "privacy", Auth: AuthTenant, Action: access.ActDataDelete,
+			Summary: "Delete a conversation with its turns, audio and usage events", response: dataDeleted{}, handle: (*call).deleteConversation},
+		{Method: del, Pattern: tenant + "/conversations", OperationID: "deleteAllConversations", Tag: "privacy", Auth: AuthTenant, Action: access.ActDataDelete,
+			Summary:  "Delete every conversation of the tenant (daily usage rollups stay); takes ?confirm=" + ConfirmDeleteAll,
+			query:    []queryParam{{name: "confirm", desc: "must be " + ConfirmDeleteAll, required: true}},
+			response: dataDeleted{}, handle: (*call).deleteAllConversations},
+		{Method: del, Pattern: tenant + "/end_users/{end_user_id}", OperationID: "deleteEndUserData", Tag: "privacy", Auth: AuthTenant, Action: access.ActDataDelete,
+			Summary:  "Delete every conversation of an end user (the business's identifier in the path); zero counts when there was none",
+			response: dataDeleted{}, handle: (*call).deleteEndUser},
+		{Method: get, Pattern: tenant + "/export", OperationID: "exportData", Tag: "privacy", Auth: AuthTenant, Action: access.ActDataExport,
+			Summary: "Export the tenant's data, one conversation's or one end user's, as one portable JSON document (" + privacy.ExportFormat + "), streamed",
+			query: []queryParam{{name: "conversation_id", desc: "export this conversation only"},
+				{name: "end_user", desc: "export this end user's conversations only (the business's identifier)"}},
+			response: map[string]any{}, download: true, handle: (*call).export},
+		{Method: get, Pattern: tenant + "/usage", OperationID: "getUsage", Tag: "privacy", Auth: AuthTenant, Action: access.ActUsageRead,
+			Summary:  fmt.Sprintf("The tenant's daily usage (conversations and their duration by channel and language), UTC days from from to to (both included; default the last %d days, at most %d)", DefaultUsageDays, MaxUsageDays),
+			query:    []queryParam{{name: "from", desc: "first day, YYYY-MM-DD", format: "date"}, {name: "to", desc: "last day, YYYY-MM-DD (default today)", format: "date"}},
+			response: usageView{}, handle: (*call).usage},
 
 		{Method: get, Pattern: "/v1/openapi.json", OperationID: "getOpenAPI", Tag: "meta", Auth: AuthNone,
 			Summary: "This API's OpenAPI 3.1 document", response: map[string]any{}, handle: (*call).openAPI},

@@ -135,9 +135,10 @@ func jsonObject(b []byte) json.RawMessage {
 	return json.RawMessage(b)
 }
 
-func viewAgent(a *storage.Agent) agentView {
+// viewAgent is a's view with its plaintext settings (see AgentSettings).
+func viewAgent(a *storage.Agent, settings []byte) agentView {
 	return agentView{ID: a.ID, TenantID: a.TenantID, Name: a.Name, Instructions: a.Instructions, Greeting: a.Greeting,
-		Engine: a.Engine, Voice: a.Voice, Language: a.Language, Settings: jsonObject(a.Settings),
+		Engine: a.Engine, Voice: a.Voice, Language: a.Language, Settings: jsonObject(settings),
 		CreatedAt: a.CreatedAt.UTC(), UpdatedAt: a.UpdatedAt.UTC()}
 }
 

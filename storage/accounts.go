@@ -371,9 +371,16 @@ type Agent struct {
 	Engine       string // EngineKB or EngineOpenAI
 	Voice        string
 	Language     string
-	Settings     []byte // a JSON document, opaque to storage (may be empty)
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	// Settings is a plaintext JSON document, opaque to storage: only rows
+	// written before migration 0005 have one (Privacy.LegacyPlaintext
+	// finds them to be sealed). New rows keep their settings, which hold
+	// the agent's knowledge documents, in SettingsSealed.
+	Settings []byte
+	// SettingsSealed is the agent's settings document sealed under the
+	// tenant's data key (storage/seal), opaque to storage.
+	SettingsSealed []byte
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 // Validate reports why a cannot be stored (ErrInvalid naming the field)
@@ -722,6 +729,7 @@ const IdempotencyPending = 0
 type Backend interface {
 	Store
 	Accounts
+	Privacy
 }
 
 // MaxListLimit is the largest page a List method returns; a larger limit

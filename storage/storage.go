@@ -54,6 +54,13 @@ type Conversation struct {
 	// TurnCount is how many turns were appended; it is not lowered when
 	// the sweeper deletes expired turns.
 	TurnCount int
+	// EndUser is the pseudonym of the end user the conversation was with
+	// (seal.Keyring.Pseudonym of the identifier the business gave), ""
+	// when none was given. Never the identifier itself.
+	EndUser string
+	// Sentiment is the mean sentiment of the user's turns in [-1, 1],
+	// set when the conversation ends (with Language).
+	Sentiment float64
 	ExpiresAt time.Time
 }
 
@@ -80,16 +87,21 @@ type Turn struct {
 	// AppendTurn assigns the next number (and writes it back) when Seq is 0.
 	Seq  int
 	Role string // RoleUser or RoleAssistant
-	// Text is the transcript; empty when the retention policy keeps
-	// metadata only (TextStored is then false). Backends never store Text
+	// TextSealed is the transcript, sealed (AES-256-GCM under the
+	// tenant's data key, see storage/seal): storage never sees a
+	// transcript in clear. Empty when the retention policy keeps metadata
+	// only (TextStored is then false); backends never store TextSealed
 	// when TextStored is false.
-	Text       string
+	TextSealed []byte
 	TextStored bool
-	Status     string
-	StartedAt  time.Time
-	EndedAt    time.Time
-	Latency    Latency
-	ExpiresAt  time.Time
+	// Sentiment is the turn's sentiment score in [-1, 1] (0 neutral or
+	// unknown), computed before sealing (privacy/textmeta).
+	Sentiment float64
+	Status    string
+	StartedAt time.Time
+	EndedAt   time.Time
+	Latency   Latency
+	ExpiresAt time.Time
 }
 
 // Latency holds the latency figures of one turn, in milliseconds. Zero
@@ -145,13 +157,16 @@ const EphemeralKeyHashLen = 32
 // kept; Prefix (the first 12 characters of the key, i.e. "ek_" and 9 more)
 // finds the row. It is usable once (Store.ConsumeEphemeralKey).
 type EphemeralKey struct {
-	ID        string // unique, e.g. "ekid_..."
-	TenantID  string
-	KeyID     string // the secret key (APIKey.ID) that minted it
-	AgentID   string
-	Prefix    string // unique
-	Hash      []byte // SHA-256 of the whole key, EphemeralKeyHashLen bytes
-	Session   []byte // JSON session settings, opaque to storage (may be empty)
+	ID       string // unique, e.g. "ekid_..."
+	TenantID string
+	KeyID    string // the secret key (APIKey.ID) that minted it
+	AgentID  string
+	Prefix   string // unique
+	Hash     []byte // SHA-256 of the whole key, EphemeralKeyHashLen bytes
+	Session  []byte // JSON session settings, opaque to storage (may be empty)
+	// EndUser is the pseudonym of the end user the key was minted for
+	// (never the identifier itself); "" when none was named.
+	EndUser   string
 	CreatedAt time.Time
 	ExpiresAt time.Time // required
 	UsedAt    time.Time // zero until consumed
@@ -197,11 +212,12 @@ type Store interface {
 	// one transaction. ErrNotFound if the conversation does not exist for
 	// t.TenantID; ErrConflict if t.ID or t.Seq is already used in it.
 	AppendTurn(ctx context.Context, t *Turn) error
-	// TruncateTurnText replaces the text of a stored turn, e.g. with the
-	// part of a spoken answer the client reports it played. A turn stored
-	// without text (TextStored false) stays without text (no error).
-	// ErrNotFound if conversationID has no turn itemID for tenantID.
-	TruncateTurnText(ctx context.Context, tenantID, conversationID, itemID, text string) error
+	// TruncateTurnText replaces the sealed text of a stored turn, e.g.
+	// with the part of a spoken answer the client reports it played. A
+	// turn stored without text (TextStored false) stays without text (no
+	// error). ErrNotFound if conversationID has no turn itemID for
+	// tenantID.
+	TruncateTurnText(ctx context.Context, tenantID, conversationID, itemID string, sealed []byte) error
 	// WriteBatch applies ws in order in one transaction and returns one
 	// error per write (nil, ErrNotFound, ErrConflict, ErrInvalid, or any
 	// other error the single method would have returned for it): each
@@ -219,12 +235,12 @@ type Store interface {
 
 	// DeleteExpired deletes at most limit expired rows (turns first, then
 	// conversations whose own expiry passed, with their remaining turns,
-	// then ephemeral keys, used or not; then, on a Backend, user sessions,
-	// invitations, accepted or not, idempotency records, API calls and
-	// audit entries) and returns how many rows it deleted. Rows with
-	// expires_at > now are never touched, except the turns of an expired
-	// conversation: a turn cannot outlive its conversation, and those
-	// cascaded turns are not counted. Several nodes may call it at once
+	// then ephemeral keys, used or not; then, on a Backend, turn audio,
+	// usage events, user sessions, invitations, accepted or not,
+	// idempotency records, API calls and audit entries) and returns how
+	// many rows it deleted. Rows with expires_at > now are never touched,
+	// except the turns and audio of an expired conversation: they cannot
+	// outlive their conversation, and those cascaded rows are not counted. Several nodes may call it at once
 	// without double work.
 	DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error)
 
@@ -264,22 +280,38 @@ type Store interface {
 
 // Write is one write of a batch (see Store.WriteBatch); exactly one field
 // is set, else the write fails with ErrInvalid.
+//
+// Audio and Usage exist only in batches, and only a Backend (which also
+// implements Privacy) applies them; WriteEach answers ErrInvalid for them.
 type Write struct {
 	Create   *Conversation  // CreateConversation
 	Turn     *Turn          // AppendTurn
 	End      *EndWrite      // EndConversation
 	Truncate *TruncateWrite // TruncateTurnText
+	// Audio stores a logged turn's sealed audio (only for tenants with
+	// audio logging on). ErrNotFound if the conversation does not exist
+	// for its tenant; ErrConflict if that turn already has audio.
+	Audio *TurnAudio
+	// Usage inserts a usage event and adds it to its tenant's daily
+	// rollup (UsageDay) in the same savepoint. ErrConflict if its ID is
+	// taken (and then the rollup is not counted twice).
+	Usage *UsageEvent
 }
 
-// EndWrite is an EndConversation in a batch.
+// EndWrite is an EndConversation in a batch. Language and Sentiment, when
+// set, are stored on the conversation with its end (a second end changes
+// nothing, like EndConversation).
 type EndWrite struct {
 	TenantID, ID string
 	At           time.Time
+	Language     string
+	Sentiment    float64
 }
 
 // TruncateWrite is a TruncateTurnText in a batch.
 type TruncateWrite struct {
-	TenantID, ConversationID, ItemID, Text string
+	TenantID, ConversationID, ItemID string
+	TextSealed                       []byte
 }
 
 // WriteEach applies ws one by one with the single methods of s. It has
@@ -304,7 +336,9 @@ func WriteEach(ctx context.Context, s Store, ws []Write) ([]error, error) {
 			errs[i] = s.EndConversation(ctx, w.End.TenantID, w.End.ID, w.End.At)
 		case w.Truncate != nil:
 			t := w.Truncate
-			errs[i] = s.TruncateTurnText(ctx, t.TenantID, t.ConversationID, t.ItemID, t.Text)
+			errs[i] = s.TruncateTurnText(ctx, t.TenantID, t.ConversationID, t.ItemID, t.TextSealed)
+		case w.Audio != nil, w.Usage != nil:
+			errs[i] = fmt.Errorf("%w: Audio and Usage writes need a Backend's WriteBatch", ErrInvalid)
 		}
 	}
 	return errs, nil
@@ -312,12 +346,12 @@ func WriteEach(ctx context.Context, s Store, ws []Write) ([]error, error) {
 
 // ErrInvalidWrite is the error of a Write with no field, or more than one,
 // set. It wraps ErrInvalid.
-var ErrInvalidWrite = fmt.Errorf("%w: a Write must set exactly one of Create, Turn, End, Truncate", ErrInvalid)
+var ErrInvalidWrite = fmt.Errorf("%w: a Write must set exactly one of Create, Turn, End, Truncate, Audio, Usage", ErrInvalid)
 
 // Valid reports whether exactly one field of w is set.
 func (w *Write) Valid() bool {
 	n := 0
-	for _, set := range []bool{w.Create != nil, w.Turn != nil, w.End != nil, w.Truncate != nil} {
+	for _, set := range []bool{w.Create != nil, w.Turn != nil, w.End != nil, w.Truncate != nil, w.Audio != nil, w.Usage != nil} {
 		if set {
 			n++
 		}

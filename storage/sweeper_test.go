@@ -60,7 +60,7 @@ func TestSweepOnceBatches(t *testing.T) {
 		{25, 10, "[10 10 10]", 25}, // 10, 10, then 5 < 10 ends it
 		{20, 10, "[10 10 10]", 20}, // the third batch finds 0
 		{0, 10, "[10]", 0},
-		{7, 0, "[500]", 7}, // zero Batch means DefaultSweepBatch
+		{7, 0, fmt.Sprintf("[%d]", storage.DefaultSweepBatch), 7}, // zero Batch means DefaultSweepBatch
 		{1000, 500, "[500 500 500]", 1000},
 	}
 	for _, tc := range tests {
@@ -240,5 +240,228 @@ func TestSweeperSQLite(t *testing.T) {
 	}
 	if _, err := s.GetConversation(t.Context(), "t", "c0"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("expired conversation still there: %v", err)
+	}
+}
+
+// fakePurger records purges in a log it shares with a fakeStore's
+// DeleteExpired calls (see logStore), so tests see the order.
+type fakePurger struct {
+	mu      sync.Mutex
+	log     *[]string
+	due     []string
+	dueErr  error
+	fail    map[string]error // PurgeTenant's error per tenant
+	nows    []time.Time
+	purged  []string
+	onStart func() // called at the start of PurgeTenant
+}
+
+func (p *fakePurger) TenantsDueForPurge(_ context.Context, now time.Time) ([]string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.nows = append(p.nows, now)
+	*p.log = append(*p.log, "due")
+	return p.due, p.dueErr
+}
+
+func (p *fakePurger) PurgeTenant(_ context.Context, id string, now time.Time) error {
+	if p.onStart != nil {
+		p.onStart()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.nows = append(p.nows, now)
+	*p.log = append(*p.log, "purge "+id)
+	if err := p.fail[id]; err != nil {
+		return err
+	}
+	p.purged = append(p.purged, id)
+	return nil
+}
+
+// logStore is a fakeStore that logs its calls in the shared log.
+type logStore struct {
+	*fakeStore
+	log *[]string
+}
+
+func (s logStore) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
+	n, err := s.fakeStore.DeleteExpired(ctx, now, limit)
+	*s.log = append(*s.log, fmt.Sprint("delete ", n))
+	return n, err
+}
+
+func TestSweepOncePurgesFirst(t *testing.T) {
+	var log []string
+	base := time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
+	p := &fakePurger{log: &log, due: []string{"t-1", "t-2"}}
+	var forgotten []string
+	sw := &storage.Sweeper{
+		Store:   logStore{&fakeStore{remaining: 15}, &log},
+		Batch:   10,
+		Now:     func() time.Time { return base },
+		Purger:  p,
+		OnPurge: func(id string) { forgotten = append(forgotten, id); log = append(log, "forget "+id) },
+	}
+	n, err := sw.SweepOnce(t.Context())
+	if n != 15 || err != nil {
+		t.Errorf("SweepOnce = %d, %v; want 15, nil", n, err)
+	}
+	want := "[due purge t-1 forget t-1 purge t-2 forget t-2 delete 10 delete 5]"
+	if got := fmt.Sprint(log); got != want {
+		t.Errorf("calls = %s\nwant %s", got, want)
+	}
+	// One Now for the purges and the deletions: the rows a purge expires
+	// at now are expired for the deletions that follow.
+	for i, now := range p.nows {
+		if !now.Equal(base) {
+			t.Errorf("purge call %d: now = %v, want %v", i, now, base)
+		}
+	}
+}
+
+func TestSweepOncePurgeErrors(t *testing.T) {
+	boom := errors.New("boom")
+	tests := []struct {
+		name       string
+		p          *fakePurger
+		wantPurged string
+		wantForget string
+		wantErr    []error
+	}{
+		{
+			name:       "a failed purge does not stop the others nor the deletions",
+			p:          &fakePurger{due: []string{"t-1", "t-2", "t-3"}, fail: map[string]error{"t-2": boom}},
+			wantPurged: "[t-1 t-3]", wantForget: "[t-1 t-3]", wantErr: []error{boom},
+		},
+		{
+			name:       "purged by another node meanwhile",
+			p:          &fakePurger{due: []string{"t-1", "t-2"}, fail: map[string]error{"t-1": storage.ErrNotFound}},
+			wantPurged: "[t-2]", wantForget: "[t-1 t-2]",
+		},
+		{
+			name:       "the due list fails",
+			p:          &fakePurger{due: []string{"t-1"}, dueErr: boom},
+			wantPurged: "[]", wantForget: "[]", wantErr: []error{boom},
+		},
+		{name: "nothing due", p: &fakePurger{}, wantPurged: "[]", wantForget: "[]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var log []string
+			p := tc.p
+			p.log = &log
+			forgotten := []string{}
+			f := &fakeStore{remaining: 3}
+			sw := &storage.Sweeper{Store: f, Batch: 10, Purger: p, OnPurge: func(id string) { forgotten = append(forgotten, id) }}
+			n, err := sw.SweepOnce(t.Context())
+			if n != 3 {
+				t.Errorf("SweepOnce deleted %d rows, want 3: purge errors must not stop the deletions", n)
+			}
+			for _, want := range tc.wantErr {
+				if !errors.Is(err, want) {
+					t.Errorf("SweepOnce error = %v, want %v", err, want)
+				}
+			}
+			if len(tc.wantErr) == 0 && err != nil {
+				t.Errorf("SweepOnce error = %v, want nil", err)
+			}
+			if got := fmt.Sprint(append([]string{}, p.purged...)); got != tc.wantPurged {
+				t.Errorf("purged %s, want %s", got, tc.wantPurged)
+			}
+			if got := fmt.Sprint(forgotten); got != tc.wantForget {
+				t.Errorf("OnPurge calls %s, want %s", got, tc.wantForget)
+			}
+		})
+	}
+}
+
+func TestSweepOncePurgeAndDeleteErrors(t *testing.T) {
+	purgeErr, deleteErr := errors.New("purge failed"), errors.New("delete failed")
+	var log []string
+	p := &fakePurger{log: &log, due: []string{"t-1"}, fail: map[string]error{"t-1": purgeErr}}
+	f := &fakeStore{remaining: 100, fail: deleteErr, failFrom: 1}
+	_, err := (&storage.Sweeper{Store: f, Batch: 10, Purger: p}).SweepOnce(t.Context())
+	if !errors.Is(err, purgeErr) || !errors.Is(err, deleteErr) {
+		t.Errorf("SweepOnce error = %v, want both errors", err)
+	}
+}
+
+// TestSweepOncePurgeContextDone cancels the context during the first
+// purge: the next tenants are not purged and the sweep returns ctx's error.
+func TestSweepOncePurgeContextDone(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var log []string
+	p := &fakePurger{log: &log, due: []string{"t-1", "t-2"}, onStart: cancel}
+	f := &fakeStore{remaining: 100}
+	n, err := (&storage.Sweeper{Store: f, Batch: 10, Purger: p}).SweepOnce(ctx)
+	if n != 0 || !errors.Is(err, context.Canceled) {
+		t.Errorf("SweepOnce = %d, %v; want 0, context.Canceled", n, err)
+	}
+	if got := fmt.Sprint(log); got != "[due purge t-1]" {
+		t.Errorf("calls = %s, want [due purge t-1]", got)
+	}
+	if len(f.limits) != 0 {
+		t.Errorf("DeleteExpired called %d times after the context ended", len(f.limits))
+	}
+}
+
+// TestSweeperPurgesSQLite purges a deleted tenant of a real store: its
+// conversations go in the same sweep, the other tenant's stay.
+func TestSweeperPurgesSQLite(t *testing.T) {
+	ctx := t.Context()
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "parley.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	for _, tn := range []string{"gone", "kept"} {
+		if err := s.CreateTenant(ctx, &storage.Tenant{ID: tn, Name: tn, Plan: storage.PlanFree, CreatedAt: now}, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateDataKey(ctx, &storage.DataKey{TenantID: tn, MasterKeyID: "m", Wrapped: []byte{1}, CreatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			c := &storage.Conversation{ID: fmt.Sprint(tn, "-c", i), TenantID: tn, StartedAt: now, ExpiresAt: now.Add(time.Hour)}
+			if err := s.CreateConversation(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			for j := range 2 {
+				tr := &storage.Turn{ID: fmt.Sprint("i", j), ConversationID: c.ID, TenantID: tn, StartedAt: now, ExpiresAt: now.Add(time.Hour)}
+				if err := s.AppendTurn(ctx, tr); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if err := s.DisableTenant(ctx, "gone", now.Add(-storage.TenantPurgeDelay), now.Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var forgotten []string
+	sw := &storage.Sweeper{Store: s, Purger: s, Batch: 2, Now: func() time.Time { return now },
+		OnPurge: func(id string) { forgotten = append(forgotten, id) }}
+	n, err := sw.SweepOnce(ctx)
+	if err != nil || n < 3*2+3 {
+		t.Errorf("SweepOnce = %d, %v; want at least 9 (the purged tenant's turns and conversations)", n, err)
+	}
+	if fmt.Sprint(forgotten) != "[gone]" {
+		t.Errorf("OnPurge calls = %v, want [gone]", forgotten)
+	}
+	if _, err := s.GetConversation(ctx, "gone", "gone-c0"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("purged tenant's conversation: %v", err)
+	}
+	if _, err := s.GetDataKey(ctx, "gone"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("purged tenant's data key: %v", err)
+	}
+	if turns, err := s.ListTurns(ctx, "kept", "kept-c2"); err != nil || len(turns) != 2 {
+		t.Errorf("the other tenant's turns: %d, %v; want 2", len(turns), err)
+	}
+	// The next sweep finds nothing more to purge.
+	forgotten = nil
+	if _, err := sw.SweepOnce(ctx); err != nil || forgotten != nil {
+		t.Errorf("second SweepOnce: %v, purged %v", err, forgotten)
 	}
 }

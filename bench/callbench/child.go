@@ -32,6 +32,7 @@ import (
 	"parley/agent"
 	"parley/gateway"
 	"parley/rtc"
+	"parley/storage/seal"
 	"parley/storage/sqlite"
 	"parley/stt"
 	"parley/tts"
@@ -100,7 +101,16 @@ func childMain(args []string) int {
 		speech = sc.pcm24
 	}
 	syn := newSynth(speech, *ttsChunk, *ttsLead)
+	mk, err := seal.NewMasterKey("bench")
+	if err != nil {
+		return fail(err)
+	}
+	kr, err := seal.NewKeyring(st, []seal.MasterKey{mk}, seal.Options{})
+	if err != nil {
+		return fail(err)
+	}
 	gw, err := gateway.New(gateway.Options{
+		Sealer: kr,
 		Agents: map[string]*agent.Agent{agentID: {
 			ID: agentID, Name: "Bench", Instructions: "You are a benchmark agent.",
 			Responder: longAgent{sentences: sentencesFor(*speak)},

@@ -32,6 +32,7 @@ import (
 	"parley/agent"
 	"parley/gateway"
 	"parley/storage"
+	"parley/storage/seal"
 	"parley/storage/sqlite"
 )
 
@@ -82,7 +83,12 @@ func childMain(args []string) int {
 		if err != nil {
 			return fail(err)
 		}
+		kr, err := benchKeyring(st)
+		if err != nil {
+			return fail(err)
+		}
 		gw, err := gateway.New(gateway.Options{
+			Sealer: kr,
 			Agents: map[string]*agent.Agent{"bench": {
 				ID: "bench", Name: "Bench", Instructions: "You are a benchmark agent. Answer briefly.",
 				Responder: zeroAgent{},
@@ -289,4 +295,18 @@ func raiseNofile() (soft, hard uint64) {
 		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
 	return lim.Cur, lim.Max
+}
+
+// benchKeyring seals what the gateway stores, as parleyd does, under a
+// master key made for the run.
+func benchKeyring(st storage.Store) (*seal.Keyring, error) {
+	ks, ok := st.(seal.KeyStore)
+	if !ok {
+		return nil, fmt.Errorf("store %T keeps no data keys", st)
+	}
+	mk, err := seal.NewMasterKey("bench")
+	if err != nil {
+		return nil, err
+	}
+	return seal.NewKeyring(ks, []seal.MasterKey{mk}, seal.Options{})
 }

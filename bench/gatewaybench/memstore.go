@@ -153,7 +153,45 @@ func (m *memStore) TouchAPIKey(_ context.Context, id string, at time.Time) error
 // WriteBatch applies the writes one by one (the in-memory store has no
 // transactions to share).
 func (s *memStore) WriteBatch(ctx context.Context, ws []storage.Write) ([]error, error) {
-	return storage.WriteEach(ctx, s, ws)
+	rest := ws[:0:0]
+	for _, w := range ws {
+		if w.Usage == nil && w.Audio == nil { // usage events and audio are not kept here
+			rest = append(rest, w)
+		}
+	}
+	return storage.WriteEach(ctx, s, rest)
+}
+
+// The data keys of the keyring (seal.KeyStore), one per tenant.
+var memStoreDataKeys sync.Map // tenant -> storage.DataKey (one memStore per process)
+
+func (s *memStore) CreateDataKey(_ context.Context, k *storage.DataKey) error {
+	if _, loaded := memStoreDataKeys.LoadOrStore(k.TenantID, *k); loaded {
+		return storage.ErrConflict
+	}
+	return nil
+}
+
+func (s *memStore) GetDataKey(_ context.Context, tenantID string) (*storage.DataKey, error) {
+	v, ok := memStoreDataKeys.Load(tenantID)
+	if !ok {
+		return nil, storage.ErrNotFound
+	}
+	k := v.(storage.DataKey)
+	return &k, nil
+}
+
+func (s *memStore) ListDataKeys(context.Context, string, int) ([]storage.DataKey, string, error) {
+	return nil, "", nil
+}
+
+func (s *memStore) RewrapDataKey(context.Context, *storage.DataKey, string) error {
+	return storage.ErrNotFound
+}
+
+func (s *memStore) DeleteDataKey(_ context.Context, tenantID string) error {
+	memStoreDataKeys.Delete(tenantID)
+	return nil
 }
 
 // memStoreEphemeralKeys holds the ephemeral keys of every memStore: a

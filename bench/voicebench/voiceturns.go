@@ -20,6 +20,7 @@ import (
 	"parley/agent"
 	"parley/gateway"
 	"parley/media"
+	"parley/storage/seal"
 	"parley/storage/sqlite"
 	"parley/stt"
 	"parley/tts"
@@ -105,7 +106,16 @@ func voiceTurns(dir string, sessions, turns int) error {
 	if err != nil {
 		return err
 	}
+	mk, err := seal.NewMasterKey("bench")
+	if err != nil {
+		return err
+	}
+	kr, err := seal.NewKeyring(store, []seal.MasterKey{mk}, seal.Options{})
+	if err != nil {
+		return err
+	}
 	gw, err := gateway.New(gateway.Options{
+		Sealer: kr,
 		Agents: map[string]*agent.Agent{"bench": {ID: "bench", Responder: instantAgent{}}},
 		Store:  store, Auth: auth, Logger: zerolog.Nop(), Recognizer: instantRecognizer{}, Synthesizer: toneSynth{},
 		MaxSessions: sessions + 10,

@@ -1,6 +1,8 @@
 // Command parley is Parley's command-line tool: a terminal chat client for
-// the realtime API, a development TLS certificate, storage migrations, and
-// tenants, users and keys in the store.
+// the realtime API, a development TLS certificate, storage migrations,
+// tenants, users and keys in the store, and the data-rights operations
+// (export, deletion, the training export, master key rotation,
+// crypto-shredding).
 package main
 
 import (
@@ -33,8 +35,20 @@ Usage:
                     [-agents A,B -origins https://site] [-name N]
   parley key revoke -tenant ID -id KEY_ID
                   manage tenants, people and keys directly in the store (-storage URL)
+  parley export   -tenant ID [-conversation ID | -end-user ID] [-o FILE]
+                  export a tenant's data (or one conversation's, or one end user's) as JSON
+  parley delete   -tenant ID (-conversation ID | -end-user ID | -all -yes)
+                  delete conversations with their turns, audio and usage events
+  parley export-training [-o FILE]
+                  the redacted training export (JSON Lines) of the tenants that opted in
+  parley rotate-master-key
+                  rewrap every data key under the current master key (-help: the procedure)
+  parley shred    -tenant ID -yes
+                  crypto-shred a tenant's data key: all its sealed data becomes unreadable
+                  data-rights commands: the store and the master key come from the config
+                  (-config FILE, default configs/parley.yaml) and PARLEY_* (-storage URL wins)
 
-Environment: PARLEY_URL, PARLEY_API_KEY, PARLEY_STORAGE_URL provide defaults.
+Environment: PARLEY_URL, PARLEY_API_KEY, PARLEY_STORAGE_URL, PARLEY_MASTER_KEY provide defaults.
 `
 
 func main() {
@@ -63,6 +77,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = userCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "key":
 		err = keyCmd(ctx, args[1:], stdout, stderr)
+	case "export":
+		err = exportCmd(ctx, args[1:], stdout, stderr)
+	case "delete":
+		err = deleteCmd(ctx, args[1:], stdout, stderr)
+	case "export-training":
+		err = exportTrainingCmd(ctx, args[1:], stdout, stderr)
+	case "rotate-master-key":
+		err = rotateCmd(ctx, args[1:], stdout, stderr)
+	case "shred":
+		err = shredCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

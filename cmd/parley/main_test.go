@@ -16,6 +16,7 @@ import (
 	"parley/agent"
 	"parley/gateway"
 	"parley/internal/devcert"
+	"parley/storage/seal"
 	"parley/storage/sqlite"
 )
 
@@ -43,7 +44,16 @@ func gatewayServer(t *testing.T, withTLS bool) (*httptest.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mk, err := seal.NewMasterKey("bench")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := seal.NewKeyring(st, []seal.MasterKey{mk}, seal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	gw, err := gateway.New(gateway.Options{
+		Sealer: kr,
 		Agents: map[string]*agent.Agent{"assistant": {ID: "assistant", Greeting: "Hello, human.", Responder: echoAgent{}}},
 		Store:  st, Auth: auth, Logger: zerolog.Nop(),
 	})

@@ -32,6 +32,7 @@ import (
 	"parley/rtc"
 	"parley/storage"
 	"parley/storage/backends"
+	"parley/storage/seal"
 )
 
 func main() {
@@ -43,9 +44,12 @@ func main() {
 // Main is the running program, kept as a value so tests run the real
 // server in-process on :0.
 type Main struct {
-	Config  config.Config
-	Log     zerolog.Logger
-	Store   storage.Backend
+	Config config.Config
+	Log    zerolog.Logger
+	Store  storage.Backend
+	// Keyring seals every tenant's transcripts, audio logs and agent
+	// documents (encryption at rest).
+	Keyring *seal.Keyring
 	Keys    *access.KeyCache // every tenant's keys, cached; its Run follows revocations
 	Manage  *manage.API      // the management REST API under /v1/
 	Gateway *gateway.Server
@@ -127,6 +131,11 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("storage: %w", err)
 	}
 	m.Store = store
+	kr, err := openKeyring(ctx, cfg, store, m.Log)
+	if err != nil {
+		return err
+	}
+	m.Keyring = kr
 
 	agents, err := BuildAgents(cfg, os.Getenv)
 	if err != nil {
@@ -191,8 +200,10 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http.trusted_proxies: %w", err)
 	}
+	defaults := defaultPolicy(cfg)
 	api, err := manage.New(manage.Options{Accounts: store, Keys: m.Keys, Logger: m.Log.With().Str("component", "manage").Logger(),
-		SecureCookies: cfg.TLS.Enabled(), ClientIPs: clientIPs})
+		SecureCookies: cfg.TLS.Enabled(), ClientIPs: clientIPs,
+		Privacy: store, Keyring: kr, DefaultPolicy: defaults})
 	if err != nil {
 		return fmt.Errorf("management API: %w", err)
 	}
@@ -200,7 +211,9 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 	gw, err := gateway.New(gateway.Options{
 		CallLog:     api.LogCall,
 		ClientIPs:   clientIPs,
-		TenantAgent: newTenantAgents(store).Get,
+		TenantAgent: newTenantAgents(store, kr).Get,
+		Sealer:      kr,
+		Policy:      newPolicies(store, defaults).Get,
 		Plans:       planLimits(cfg.Plans),
 		PlanOf: func(ctx context.Context, tenantID string) (string, error) {
 			t, err := store.GetTenant(ctx, tenantID)
@@ -264,6 +277,7 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 	m.sweepDone = make(chan struct{})
 	sweeper := &storage.Sweeper{
 		Store: store, Interval: cfg.Storage.SweepInterval, Batch: cfg.Storage.SweepBatch,
+		Purger: store, OnPurge: kr.Forget,
 		OnSweep: func(n int, err error) {
 			if err != nil {
 				m.Log.Error().Err(err).Msg("retention sweep failed")

@@ -30,6 +30,10 @@ import (
 
 const testAPIKey = "sk_e2e_0123456789abcdefghijkl"
 
+// testMasterKey is the master key every in-process parleyd of the tests
+// runs with (32 zero-free bytes, base64), so no test writes a key file.
+const testMasterKey = "test-mk:MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0dXY="
+
 // backend is a storage URL for an end-to-end run: SQLite always, and
 // PostgreSQL (in a fresh schema) when PARLEY_TEST_POSTGRES_URL is set.
 type backend struct {
@@ -105,6 +109,7 @@ func start(t *testing.T, configPath string, env ...string) *running {
 	m := NewMain()
 	r := &running{m: m, cancel: cancel, code: make(chan int, 1), stderr: &syncBuffer{}}
 	environ := append([]string{"PARLEY_HTTP_ADDR=127.0.0.1:0", "PARLEY_API_KEY=" + testAPIKey, "PARLEY_LOG_FORMAT=json",
+		"PARLEY_MASTER_KEY=" + testMasterKey,
 		"PARLEY_WEBRTC_UDP_ADDRESS=127.0.0.1:0", "PARLEY_WEBRTC_INCLUDE_LOOPBACK=true"}, env...)
 	go func() { r.code <- m.Main(ctx, []string{"-config", configPath}, environ, io.Discard, r.stderr) }()
 	select {
@@ -253,7 +258,7 @@ func TestOfflineConversationStored(t *testing.T) {
 			if err != nil || len(turns) != 4 {
 				t.Fatalf("turns %+v %v", turns, err)
 			}
-			if turns[0].Text != "How long are transcripts kept?" || turns[1].Text != answer || turns[1].Role != "assistant" {
+			if turnText(t, st, turns[0]) != "How long are transcripts kept?" || turnText(t, st, turns[1]) != answer || turns[1].Role != "assistant" {
 				t.Fatalf("turns %+v", turns)
 			}
 			if got := turns[1].ExpiresAt.Sub(turns[1].StartedAt); got != 90*24*time.Hour {
@@ -417,7 +422,7 @@ func TestOpenAIEngineEndToEnd(t *testing.T) {
 				t.Fatal(err)
 			}
 			// user, assistant (completed), assistant (cancelled, partial)
-			if len(turns) != 3 || turns[1].Text != answer || turns[2].Status != storage.TurnCancelled || turns[2].Text == "" {
+			if len(turns) != 3 || turnText(t, st, turns[1]) != answer || turns[2].Status != storage.TurnCancelled || turnText(t, st, turns[2]) == "" {
 				t.Fatalf("turns %+v", turns)
 			}
 		})
@@ -462,7 +467,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	defer upstream.Close()
 	dbPath := filepath.Join(t.TempDir(), "p.db")
 	cmd := exec.Command(bin, "-config", openAIConfig(t, upstream.URL+"/v1"))
-	cmd.Env = append(os.Environ(), "PARLEY_HTTP_ADDR=127.0.0.1:0", "PARLEY_API_KEY="+testAPIKey, "PARLEY_STORAGE_URL="+dbPath, "PARLEY_LOG_FORMAT=json")
+	cmd.Env = append(os.Environ(), "PARLEY_HTTP_ADDR=127.0.0.1:0", "PARLEY_API_KEY="+testAPIKey, "PARLEY_MASTER_KEY="+testMasterKey, "PARLEY_STORAGE_URL="+dbPath, "PARLEY_LOG_FORMAT=json")
 	stdout, _ := cmd.StdoutPipe()
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
@@ -531,7 +536,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	defer st.Close()
 	turns, err := st.ListTurns(context.Background(), storage.DefaultTenant, "conv_"+strings.TrimPrefix(sessID, "sess_"))
-	if err != nil || len(turns) != 2 || turns[1].Text != "Hello from the fake (grounded=no)" || turns[1].Status != storage.TurnCompleted {
+	if err != nil || len(turns) != 2 || turnText(t, st, turns[1]) != "Hello from the fake (grounded=no)" || turns[1].Status != storage.TurnCompleted {
 		t.Fatalf("turns %+v %v", turns, err)
 	}
 }

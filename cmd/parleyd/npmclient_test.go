@@ -56,6 +56,7 @@ func TestOpenAINPMClient(t *testing.T) {
 		"PARLEY_HTTP_ADDR=127.0.0.1:0",
 		"PARLEY_STORAGE_URL=" + filepath.Join(tmp, "parley.db"),
 		"PARLEY_API_KEY=" + apiKey,
+		"PARLEY_MASTER_KEY=" + testMasterKey,
 		"PARLEY_TLS_CERT_FILE=" + certFile,
 		"PARLEY_TLS_KEY_FILE=" + keyFile,
 		"PARLEY_LOG_FORMAT=json",

@@ -29,7 +29,7 @@ func TestRetentionSweepAtStart(t *testing.T) {
 					t.Fatal(err)
 				}
 				tr := &storage.Turn{ID: "item_" + id, ConversationID: id, TenantID: storage.DefaultTenant, Seq: 1, Role: "user",
-					Text: "old words", TextStored: true, Status: storage.TurnCompleted, StartedAt: now.Add(-48 * time.Hour),
+					TextSealed: []byte("old words"), TextStored: true, Status: storage.TurnCompleted, StartedAt: now.Add(-48 * time.Hour),
 					EndedAt: now.Add(-48 * time.Hour), ExpiresAt: turnExpiry}
 				if err := st.AppendTurn(ctx, tr); err != nil {
 					t.Fatal(err)
@@ -66,7 +66,7 @@ func TestRetentionSweepAtStart(t *testing.T) {
 			if _, err := st.GetConversation(ctx, storage.DefaultTenant, "conv_text_expired"); err != nil {
 				t.Fatalf("conversation metadata deleted with its text: %v", err)
 			}
-			if ts, _ := st.ListTurns(ctx, storage.DefaultTenant, "conv_kept"); len(ts) != 1 || ts[0].Text != "old words" {
+			if ts, _ := st.ListTurns(ctx, storage.DefaultTenant, "conv_kept"); len(ts) != 1 || string(ts[0].TextSealed) != "old words" {
 				t.Fatalf("unexpired turn touched: %+v", ts)
 			}
 		})

@@ -262,7 +262,8 @@ func TestFailedStartLosesNoKey(t *testing.T) {
 	}
 	defer busy.Close()
 	db := t.TempDir() + "/p.db"
-	env := []string{"PARLEY_STORAGE_URL=" + db, "PARLEY_WEBRTC_UDP_ADDRESS=", "PARLEY_LOG_FORMAT=json"}
+	env := []string{"PARLEY_STORAGE_URL=" + db, "PARLEY_WEBRTC_UDP_ADDRESS=", "PARLEY_LOG_FORMAT=json",
+		"PARLEY_PRIVACY_MASTER_KEY_FILE=" + t.TempDir() + "/master.key"}
 	var out syncBuffer
 	if code := NewMain().Main(context.Background(), []string{"-config", "../../configs/parley.yaml"},
 		append(env, "PARLEY_HTTP_ADDR="+busy.Addr().String()), &out, io.Discard); code == 0 {

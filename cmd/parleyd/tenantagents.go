@@ -9,7 +9,9 @@ import (
 	"parley/agent"
 	"parley/agent/kb"
 	"parley/agent/knowledge"
+	"parley/manage"
 	"parley/storage"
+	"parley/storage/seal"
 )
 
 // tenantAgents loads the agents tenants manage through the management API
@@ -18,6 +20,7 @@ import (
 // is re-read at most every ttl, so an edit takes effect within it.
 type tenantAgents struct {
 	store storage.Accounts
+	kr    *seal.Keyring
 	ttl   time.Duration
 	now   func() time.Time
 
@@ -34,8 +37,8 @@ type tenantAgent struct {
 // maxTenantAgents bounds the cache (it is dropped whole past it).
 const maxTenantAgents = 10000
 
-func newTenantAgents(store storage.Accounts) *tenantAgents {
-	return &tenantAgents{store: store, ttl: 30 * time.Second, now: time.Now, cache: map[string]*tenantAgent{}}
+func newTenantAgents(store storage.Accounts, kr *seal.Keyring) *tenantAgents {
+	return &tenantAgents{store: store, kr: kr, ttl: 30 * time.Second, now: time.Now, cache: map[string]*tenantAgent{}}
 }
 
 // Get implements gateway.Options.TenantAgent.
@@ -58,7 +61,7 @@ func (t *tenantAgents) Get(ctx context.Context, tenantID, id string) (*agent.Age
 		return nil, err
 	}
 	if e == nil || !e.updated.Equal(row.UpdatedAt) {
-		a, err := buildTenantAgent(row)
+		a, err := t.build(ctx, row)
 		if err != nil {
 			return nil, err
 		}
@@ -74,10 +77,20 @@ func (t *tenantAgents) Get(ctx context.Context, tenantID, id string) (*agent.Age
 	return e.agent, nil
 }
 
+// build unseals a stored agent's settings (its knowledge documents) and
+// builds it.
+func (t *tenantAgents) build(ctx context.Context, row *storage.Agent) (*agent.Agent, error) {
+	settings, err := manage.AgentSettings(ctx, t.kr, row)
+	if err != nil {
+		return nil, fmt.Errorf("agent %s/%s: opening its settings: %w", row.TenantID, row.ID, err)
+	}
+	return buildTenantAgent(row, settings)
+}
+
 // buildTenantAgent turns a stored agent into a runnable one: the offline
 // knowledge-base engine over the documents in its settings.
-func buildTenantAgent(row *storage.Agent) (*agent.Agent, error) {
-	set, err := agent.ParseSettings(row.Settings)
+func buildTenantAgent(row *storage.Agent, settings []byte) (*agent.Agent, error) {
+	set, err := agent.ParseSettings(settings)
 	if err != nil {
 		return nil, fmt.Errorf("agent %s/%s: %w", row.TenantID, row.ID, err)
 	}

@@ -215,7 +215,7 @@ func TestWebRTCCallOffline(t *testing.T) {
 	if err != nil || len(turns) != 2 { // question, answer (the greeting is not a turn)
 		t.Fatalf("turns %+v %v", turns, err)
 	}
-	if q, a := turns[0].Text, turns[1].Text; q != transcript || a == "" || len(a) >= len(answer) || !strings.HasPrefix(answer, a[:len(a)/2]) {
+	if q, a := turnText(t, r.m.Store, turns[0]), turnText(t, r.m.Store, turns[1]); q != transcript || a == "" || len(a) >= len(answer) || !strings.HasPrefix(answer, a[:len(a)/2]) {
 		t.Errorf("stored question %q, answer %q (spoken in full: %q)", q, a, answer)
 	}
 }

@@ -739,7 +739,8 @@ func (s *Store) TouchKey(ctx context.Context, tenantID, id string, at time.Time)
 
 // Agents.
 
-const agentCols = `tenant_id, id, name, instructions, greeting, engine, voice, language, settings, created_at, updated_at`
+const agentCols = `tenant_id, id, name, instructions, greeting, engine, voice, language, settings, settings_sealed,
+	created_at, updated_at`
 
 func scanAgent(sc scanner) (*storage.Agent, error) {
 	var (
@@ -747,23 +748,25 @@ func scanAgent(sc scanner) (*storage.Agent, error) {
 		created, updated pgtype.Timestamptz
 	)
 	err := sc.Scan(&a.TenantID, &a.ID, &a.Name, &a.Instructions, &a.Greeting, &a.Engine, &a.Voice, &a.Language,
-		&a.Settings, &created, &updated)
+		&a.Settings, &a.SettingsSealed, &created, &updated)
 	if err != nil {
 		return nil, err
 	}
-	a.Settings = noBlob(a.Settings)
+	a.Settings, a.SettingsSealed = noBlob(a.Settings), noBlob(a.SettingsSealed)
 	a.CreatedAt, a.UpdatedAt = fromTS(created), fromTS(updated)
 	return &a, nil
 }
 
-// CreateAgent implements storage.Accounts.
+// CreateAgent implements storage.Accounts. Both settings columns are
+// stored as given: settings (plaintext, a legacy row's) stays empty when
+// a.Settings is, settings_sealed NULL when a.SettingsSealed is.
 func (s *Store) CreateAgent(ctx context.Context, a *storage.Agent) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO agents (`+agentCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+	_, err := s.pool.Exec(ctx, `INSERT INTO agents (`+agentCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		a.TenantID, a.ID, a.Name, a.Instructions, a.Greeting, a.Engine, a.Voice, a.Language, blob(a.Settings),
-		ts(a.CreatedAt), ts(a.UpdatedAt))
+		noBlob(a.SettingsSealed), ts(a.CreatedAt), ts(a.UpdatedAt))
 	return mapErr(err)
 }
 
@@ -775,15 +778,17 @@ func (s *Store) GetAgent(ctx context.Context, tenantID, id string) (*storage.Age
 	return get(ctx, s, scanAgent, `SELECT `+agentCols+` FROM agents WHERE tenant_id = $1 AND id = $2`, tenantID, id)
 }
 
-// UpdateAgent implements storage.Accounts.
+// UpdateAgent implements storage.Accounts. It replaces both settings
+// columns, so an update that brings only SettingsSealed clears a legacy
+// row's plaintext.
 func (s *Store) UpdateAgent(ctx context.Context, a *storage.Agent) error {
 	if err := a.ValidateUpdate(); err != nil {
 		return err
 	}
 	return s.exec(ctx, `UPDATE agents SET name = $1, instructions = $2, greeting = $3, engine = $4, voice = $5,
-		language = $6, settings = $7, updated_at = $8 WHERE tenant_id = $9 AND id = $10`,
-		a.Name, a.Instructions, a.Greeting, a.Engine, a.Voice, a.Language, blob(a.Settings), ts(a.UpdatedAt),
-		a.TenantID, a.ID)
+		language = $6, settings = $7, settings_sealed = $8, updated_at = $9 WHERE tenant_id = $10 AND id = $11`,
+		a.Name, a.Instructions, a.Greeting, a.Engine, a.Voice, a.Language, blob(a.Settings), noBlob(a.SettingsSealed),
+		ts(a.UpdatedAt), a.TenantID, a.ID)
 }
 
 // DeleteAgent implements storage.Accounts.

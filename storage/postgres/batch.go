@@ -23,12 +23,14 @@ import (
 // again in a new pipeline (two more round trips per failing write).
 //
 // Writes the server merely finds nothing for (a missing conversation or
-// turn) do not fail at the server and cost nothing extra.
+// turn), and audio or usage events already stored (ON CONFLICT DO
+// NOTHING, reported as ErrConflict), do not fail at the server and cost
+// nothing extra.
 func (s *Store) WriteBatch(ctx context.Context, ws []storage.Write) ([]error, error) {
 	errs := make([]error, len(ws))
 	valid := 0
 	for i := range ws {
-		if errs[i] = check.Write(&ws[i]); errs[i] == nil {
+		if errs[i] = checkWrite(&ws[i]); errs[i] == nil {
 			valid++
 		}
 	}
@@ -55,7 +57,7 @@ func (s *Store) WriteBatch(ctx context.Context, ws []storage.Write) ([]error, er
 			return nil, err
 		}
 		for i := range b.errs { // keep the ErrInvalid of invalid writes
-			if check.Write(&ws[i]) == nil {
+			if checkWrite(&ws[i]) == nil {
 				b.errs[i] = nil
 			}
 		}
@@ -72,6 +74,21 @@ func (s *Store) WriteBatch(ctx context.Context, ws []storage.Write) ([]error, er
 		}
 	}
 	return b.errs, nil
+}
+
+// checkWrite is check.Write, and the Validate of the records only a
+// Backend's batch stores.
+func checkWrite(w *storage.Write) error {
+	if err := check.Write(w); err != nil {
+		return err
+	}
+	switch {
+	case w.Audio != nil:
+		return w.Audio.Validate()
+	case w.Usage != nil:
+		return w.Usage.Validate()
+	}
+	return nil
 }
 
 type batchRun struct {
@@ -115,10 +132,13 @@ func (b *batchRun) run(ctx context.Context, savepoints bool) (retry bool, err er
 			case w.Turn != nil:
 				queue(i, sqlAppendTurn, turnArgs(w.Turn)...)
 			case w.End != nil:
-				queue(i, sqlEndConversation, ts(w.End.At), w.End.TenantID, w.End.ID)
+				queue(i, sqlEndConversation, endArgs(w.End)...)
 			case w.Truncate != nil:
-				t := w.Truncate
-				queue(i, sqlTruncateTurnText, t.Text, t.TenantID, t.ConversationID, t.ItemID)
+				queue(i, sqlTruncateTurnText, truncateArgs(w.Truncate)...)
+			case w.Audio != nil:
+				queue(i, sqlInsertAudio, audioArgs(w.Audio)...)
+			case w.Usage != nil:
+				queue(i, sqlInsertUsage, usageArgs(w.Usage)...)
 			}
 			if savepoints {
 				queue(-1, "RELEASE SAVEPOINT parley_write")
@@ -215,6 +235,14 @@ func (b *batchRun) result(br pgx.BatchResults, i int) error {
 		var tag pgconn.CommandTag
 		tag, err = br.Exec()
 		b.errs[i] = truncateResult(tag, err)
+	case w.Audio != nil:
+		var found, inserted bool
+		err = br.QueryRow().Scan(&found, &inserted)
+		b.errs[i] = audioResult(found, inserted, err)
+	case w.Usage != nil:
+		var inserted bool
+		err = br.QueryRow().Scan(&inserted)
+		b.errs[i] = usageResult(inserted, err)
 	}
 	return err
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,10 +27,14 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// Store is a storage.Backend (conversations and accounts) kept in
-// PostgreSQL.
+// Store is a storage.Backend (conversations, accounts and privacy) kept
+// in PostgreSQL.
 type Store struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	floors sweepFloors // see DeleteExpired
+	// syncSweep makes DeleteExpired commit synchronously, as the server
+	// is set to (BenchmarkDeleteExpired compares).
+	syncSweep bool
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -152,16 +157,21 @@ func (s *Store) Close() error {
 // planned once per connection.
 const (
 	sqlCreateConversation = `INSERT INTO conversations
-		(id, tenant_id, agent_id, channel, language, started_at, ended_at, duration_ms, turn_count, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+		(id, tenant_id, agent_id, channel, language, started_at, ended_at, duration_ms, turn_count,
+		 end_user, sentiment, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
 	// Only the first end sets ended_at (the WHERE ended_at IS NULL), which
-	// makes EndConversation idempotent. The result is false when there is
-	// no such conversation: the outer SELECT sees the row as it was before
-	// the UPDATE, so an already ended conversation counts as existing.
+	// makes EndConversation idempotent; the language and sentiment of a
+	// batched end (EndWrite) come with it, when set ('' and 0 keep the
+	// stored ones). The result is false when there is no such
+	// conversation: the outer SELECT sees the row as it was before the
+	// UPDATE, so an already ended conversation counts as existing.
 	sqlEndConversation = `WITH u AS (
 			UPDATE conversations
 			SET ended_at = $1::timestamptz,
-			    duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM $1::timestamptz - started_at) * 1000)::bigint)
+			    duration_ms = GREATEST(0, (EXTRACT(EPOCH FROM $1::timestamptz - started_at) * 1000)::bigint),
+			    language = CASE WHEN $4::text <> '' THEN $4::text ELSE language END,
+			    sentiment = CASE WHEN $5::double precision <> 0 THEN $5::double precision ELSE sentiment END
 			WHERE tenant_id = $2 AND id = $3 AND ended_at IS NULL
 			RETURNING 1
 		)
@@ -171,41 +181,99 @@ const (
 	// the conversation, so concurrent appends get distinct seqs) and only
 	// if the conversation exists for the tenant does the INSERT get a row
 	// to insert. A duplicate id or seq fails the whole statement,
-	// increment included.
+	// increment included. The plaintext column text is left NULL: only
+	// rows written before migration 0005 have one (see LegacyPlaintext).
 	sqlAppendTurn = `WITH c AS (
 			UPDATE conversations SET turn_count = turn_count + 1
 			WHERE tenant_id = $1 AND id = $2
 			RETURNING turn_count
 		)
 		INSERT INTO turns
-			(conversation_id, id, tenant_id, seq, role, text, text_stored, status,
+			(conversation_id, id, tenant_id, seq, role, text_sealed, text_stored, sentiment, status,
 			 started_at, ended_at, first_token_ms, total_ms, engine_ms,
 			 end_of_turn_ms, first_partial_ms, final_transcript_ms, first_audio_ms,
 			 first_audio_sent_ms, expires_at)
 		SELECT $2, $3, $1, CASE WHEN $4::integer = 0 THEN c.turn_count ELSE $4::integer END,
-			$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19
+			$5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20
 		FROM c
 		RETURNING seq`
-	// A turn stored without text keeps its NULL (text_stored is false).
-	sqlTruncateTurnText = `UPDATE turns SET text = CASE WHEN text_stored THEN $1::text ELSE NULL END
+	// A turn stored without text keeps its NULL (text_stored is false). A
+	// legacy turn's plaintext goes too: the sealed text replaces it.
+	sqlTruncateTurnText = `UPDATE turns
+		SET text_sealed = CASE WHEN text_stored THEN $1::bytea ELSE NULL END, text = NULL
 		WHERE tenant_id = $2 AND conversation_id = $3 AND id = $4`
+	// The audio of a turn, only into a conversation of its tenant. The
+	// result tells a missing conversation (found false: ErrNotFound) from
+	// a turn that has audio already (inserted false: ErrConflict) without
+	// failing the statement, so a duplicate costs a batch no savepoint.
+	sqlInsertAudio = `WITH c AS (
+			SELECT 1 FROM conversations WHERE tenant_id = $3 AND id = $1
+		), ins AS (
+			INSERT INTO turn_audio
+				(conversation_id, turn_id, tenant_id, format, sealed, duration_ms, created_at, expires_at)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM c
+			ON CONFLICT (conversation_id, turn_id) DO NOTHING
+			RETURNING 1
+		)
+		SELECT EXISTS (SELECT 1 FROM c), EXISTS (SELECT 1 FROM ins)`
+	// A usage event and, only if it was inserted (its id was free), its
+	// count in the tenant's rollup of its UTC day ($9). One statement:
+	// both or neither. The result is false when the id was taken.
+	sqlInsertUsage = `WITH ins AS (
+			INSERT INTO usage_events (id, tenant_id, conversation_id, channel, language, at, duration_ms, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (id) DO NOTHING
+			RETURNING tenant_id
+		), day AS (
+			INSERT INTO usage_days AS d (tenant_id, day, channel, language, conversations, duration_ms)
+			SELECT $2, $9, $4, $5, 1, $7 FROM ins
+			ON CONFLICT (tenant_id, day, channel, language) DO UPDATE
+			SET conversations = d.conversations + 1, duration_ms = d.duration_ms + excluded.duration_ms
+		)
+		SELECT EXISTS (SELECT 1 FROM ins)`
 )
 
 func conversationArgs(c *storage.Conversation) []any {
 	return []any{c.ID, c.TenantID, c.AgentID, c.Channel, c.Language, ts(c.StartedAt), nullTS(c.EndedAt),
-		c.DurationMS, c.TurnCount, ts(c.ExpiresAt)}
+		c.DurationMS, c.TurnCount, c.EndUser, c.Sentiment, ts(c.ExpiresAt)}
 }
 
 func turnArgs(t *storage.Turn) []any {
-	var text *string // NULL unless the text may be kept
+	var text []byte // NULL unless the text may be kept
 	if t.TextStored {
-		text = &t.Text
+		text = blob(t.TextSealed)
 	}
 	l := &t.Latency
-	return []any{t.TenantID, t.ConversationID, t.ID, t.Seq, t.Role, text, t.TextStored, t.Status,
+	return []any{t.TenantID, t.ConversationID, t.ID, t.Seq, t.Role, text, t.TextStored, t.Sentiment, t.Status,
 		ts(t.StartedAt), ts(t.EndedAt), l.FirstTokenMS, l.TotalMS, l.EngineMS,
 		l.EndOfTurnMS, l.FirstPartialMS, l.FinalTranscriptMS, l.FirstAudioMS,
 		l.FirstAudioSentMS, ts(t.ExpiresAt)}
+}
+
+func endArgs(e *storage.EndWrite) []any {
+	return []any{ts(e.At), e.TenantID, e.ID, e.Language, e.Sentiment}
+}
+
+// truncateArgs passes an empty (not NULL) sealed text: a stored text
+// truncated to nothing stays stored.
+func truncateArgs(t *storage.TruncateWrite) []any {
+	return []any{blob(t.TextSealed), t.TenantID, t.ConversationID, t.ItemID}
+}
+
+func audioArgs(a *storage.TurnAudio) []any {
+	return []any{a.ConversationID, a.TurnID, a.TenantID, a.Format, a.Sealed, a.DurationMS,
+		ts(a.CreatedAt), ts(a.ExpiresAt)}
+}
+
+func usageArgs(e *storage.UsageEvent) []any {
+	return []any{e.ID, e.TenantID, e.ConversationID, e.Channel, e.Language, ts(e.At), e.DurationMS,
+		ts(e.ExpiresAt), utcDate(e.At)}
+}
+
+// utcDate is the UTC day of t (at millisecond precision, as stored).
+func utcDate(t time.Time) pgtype.Date {
+	u := t.Truncate(time.Millisecond).UTC()
+	return pgtype.Date{Time: time.Date(u.Year(), u.Month(), u.Day(), 0, 0, 0, 0, time.UTC), Valid: true}
 }
 
 // The results of the write statements, shared by the single methods and
@@ -232,6 +300,25 @@ func truncateResult(tag pgconn.CommandTag, err error) error {
 	return err
 }
 
+func audioResult(found, inserted bool, err error) error {
+	switch {
+	case err != nil:
+		return mapErr(err) // the conversation was deleted meanwhile: a foreign key error, ErrNotFound
+	case !found:
+		return storage.ErrNotFound
+	case !inserted:
+		return fmt.Errorf("%w: the turn already has audio", storage.ErrConflict)
+	}
+	return nil
+}
+
+func usageResult(inserted bool, err error) error {
+	if err == nil && !inserted {
+		return fmt.Errorf("%w: usage event id taken", storage.ErrConflict)
+	}
+	return mapErr(err)
+}
+
 // CreateConversation implements storage.Store.
 func (s *Store) CreateConversation(ctx context.Context, c *storage.Conversation) error {
 	if err := check.Conversation(c); err != nil {
@@ -247,7 +334,8 @@ func (s *Store) EndConversation(ctx context.Context, tenantID, id string, endedA
 		return err
 	}
 	var found bool
-	err := s.pool.QueryRow(ctx, sqlEndConversation, ts(endedAt), tenantID, id).Scan(&found)
+	err := s.pool.QueryRow(ctx, sqlEndConversation,
+		endArgs(&storage.EndWrite{TenantID: tenantID, ID: id, At: endedAt})...).Scan(&found)
 	return endConversationResult(found, err)
 }
 
@@ -280,24 +368,21 @@ func (s *Store) AppendTurn(ctx context.Context, t *storage.Turn) error {
 }
 
 // TruncateTurnText implements storage.Store.
-func (s *Store) TruncateTurnText(ctx context.Context, tenantID, conversationID, itemID, text string) error {
-	return truncateResult(s.pool.Exec(ctx, sqlTruncateTurnText, text, tenantID, conversationID, itemID))
+func (s *Store) TruncateTurnText(ctx context.Context, tenantID, conversationID, itemID string, sealed []byte) error {
+	return truncateResult(s.pool.Exec(ctx, sqlTruncateTurnText, truncateArgs(&storage.TruncateWrite{
+		TenantID: tenantID, ConversationID: conversationID, ItemID: itemID, TextSealed: sealed})...))
 }
 
-// GetConversation implements storage.Store.
-func (s *Store) GetConversation(ctx context.Context, tenantID, id string) (*storage.Conversation, error) {
+const conversationCols = `id, tenant_id, agent_id, channel, language,
+	started_at, ended_at, duration_ms, turn_count, end_user, sentiment, expires_at`
+
+func scanConversation(sc scanner) (*storage.Conversation, error) {
 	var (
 		c                       storage.Conversation
 		started, ended, expires pgtype.Timestamptz
 	)
-	err := s.pool.QueryRow(ctx, `SELECT id, tenant_id, agent_id, channel, language,
-		started_at, ended_at, duration_ms, turn_count, expires_at
-		FROM conversations WHERE tenant_id = $1 AND id = $2`, tenantID, id).Scan(
-		&c.ID, &c.TenantID, &c.AgentID, &c.Channel, &c.Language,
-		&started, &ended, &c.DurationMS, &c.TurnCount, &expires)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, storage.ErrNotFound
-	}
+	err := sc.Scan(&c.ID, &c.TenantID, &c.AgentID, &c.Channel, &c.Language,
+		&started, &ended, &c.DurationMS, &c.TurnCount, &c.EndUser, &c.Sentiment, &expires)
 	if err != nil {
 		return nil, err
 	}
@@ -305,10 +390,16 @@ func (s *Store) GetConversation(ctx context.Context, tenantID, id string) (*stor
 	return &c, nil
 }
 
+// GetConversation implements storage.Store.
+func (s *Store) GetConversation(ctx context.Context, tenantID, id string) (*storage.Conversation, error) {
+	return get(ctx, s, scanConversation, `SELECT `+conversationCols+`
+		FROM conversations WHERE tenant_id = $1 AND id = $2`, tenantID, id)
+}
+
 // ListTurns implements storage.Store.
 func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) ([]storage.Turn, error) {
-	rows, err := s.pool.Query(ctx, `SELECT conversation_id, id, tenant_id, seq, role, text,
-		text_stored, status, started_at, ended_at, first_token_ms, total_ms, engine_ms,
+	rows, err := s.pool.Query(ctx, `SELECT conversation_id, id, tenant_id, seq, role, text_sealed,
+		text_stored, sentiment, status, started_at, ended_at, first_token_ms, total_ms, engine_ms,
 		end_of_turn_ms, first_partial_ms, final_transcript_ms, first_audio_ms,
 		first_audio_sent_ms, expires_at
 		FROM turns WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY seq`,
@@ -321,18 +412,19 @@ func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) 
 	for rows.Next() {
 		var (
 			t                       storage.Turn
-			text                    pgtype.Text
 			started, ended, expires pgtype.Timestamptz
 		)
 		l := &t.Latency
-		err := rows.Scan(&t.ConversationID, &t.ID, &t.TenantID, &t.Seq, &t.Role, &text,
-			&t.TextStored, &t.Status, &started, &ended, &l.FirstTokenMS, &l.TotalMS, &l.EngineMS,
+		err := rows.Scan(&t.ConversationID, &t.ID, &t.TenantID, &t.Seq, &t.Role, &t.TextSealed,
+			&t.TextStored, &t.Sentiment, &t.Status, &started, &ended, &l.FirstTokenMS, &l.TotalMS, &l.EngineMS,
 			&l.EndOfTurnMS, &l.FirstPartialMS, &l.FinalTranscriptMS, &l.FirstAudioMS,
 			&l.FirstAudioSentMS, &expires)
 		if err != nil {
 			return nil, err
 		}
-		t.Text = text.String
+		// A legacy turn's plaintext (column text) is never handed out as
+		// sealed text: it reads back without text until it is sealed.
+		t.TextSealed = noBlob(t.TextSealed)
 		t.StartedAt, t.EndedAt, t.ExpiresAt = fromTS(started), fromTS(ended), fromTS(expires)
 		turns = append(turns, t)
 	}
@@ -350,50 +442,138 @@ func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) 
 	return turns, nil
 }
 
-// expiring lists the DELETE of each table DeleteExpired sweeps, in order:
-// each claims the oldest expired rows, at most the number given, with FOR
-// UPDATE SKIP LOCKED. Deleting a conversation deletes its remaining turns
-// (ON DELETE CASCADE), which PostgreSQL does not count in the command tag.
-var expiring = func() []string {
-	var qs []string
-	for _, t := range []struct{ table, key string }{
-		{"turns", "conversation_id, id"},
-		{"conversations", "id"},
-		{"ephemeral_keys", "id"},
-		{"user_sessions", "id"},
-		{"invitations", "id"},
-		{"idempotency_records", "tenant_id, idem_key"},
-		{"api_calls", "id"},
-		{"audit_log", "id"},
-	} {
-		qs = append(qs, `DELETE FROM `+t.table+` WHERE (`+t.key+`) IN (
-			SELECT `+t.key+` FROM `+t.table+`
-			WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2
-			FOR UPDATE SKIP LOCKED)`)
+// expiringTables are the tables DeleteExpired sweeps, in order.
+var expiringTables = [...]string{"turns", "conversations", "ephemeral_keys", "turn_audio", "usage_events",
+	"user_sessions", "invitations", "idempotency_records", "api_calls", "audit_log"}
+
+// expiring holds the DELETE of each of expiringTables. It claims the
+// oldest expired rows at or after a floor ($3), at most the number given,
+// through the table's expires_at index, locking them FOR UPDATE SKIP
+// LOCKED, and deletes them by ctid: the claimed physical rows, fetched
+// straight from the heap (a TID scan), where a delete by key would look
+// every row up again in the primary key (several times the work; see
+// BenchmarkDeleteExpired). The ctids are stable: the rows are locked until
+// the statement's transaction ends. It returns how many rows it deleted
+// and the latest expiry among them. Deleting a conversation deletes its
+// remaining turns and audio (ON DELETE CASCADE, through the primary keys'
+// first column), which are not counted.
+var expiring = func() (qs [len(expiringTables)]string) {
+	for i, table := range expiringTables {
+		qs[i] = `WITH d AS (
+			DELETE FROM ` + table + ` WHERE ctid = ANY (ARRAY(
+				SELECT ctid FROM ` + table + `
+				WHERE expires_at <= $1 AND expires_at >= $3 ORDER BY expires_at LIMIT $2
+				FOR UPDATE SKIP LOCKED))
+			RETURNING expires_at
+		)
+		SELECT count(*), max(expires_at) FROM d`
 	}
 	return qs
 }()
 
+// sweepFloors remembers, for each of expiringTables, where the expired
+// rows this Store has not deleted yet start: the latest expiry of its last
+// full batch. A sweep deletes from the oldest expiry up, and the index
+// entries of the rows it deleted stay until VACUUM removes them: starting
+// every batch at the oldest expiry would step over all of them again, a
+// cost that grows with every batch of a large sweep (quadratic in its
+// size). The floor is only where to look first: a batch that comes back
+// short from a floor looks again from the start, so a row below the floor
+// (one another node skipped and released, or whose expiry was lowered
+// meanwhile) is still found before DeleteExpired says that nothing is
+// left.
+type sweepFloors struct {
+	mu sync.Mutex
+	at [len(expiringTables)]pgtype.Timestamptz // zero (not Valid): the start
+}
+
+// get returns the floor of table i, and whether it is above the start.
+func (f *sweepFloors) get(i int) (pgtype.Timestamptz, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.at[i].Valid {
+		return startCursor, false
+	}
+	return f.at[i], true
+}
+
+// set records a full batch of table i ending at last, or a short one
+// (last invalid), which resets the floor.
+func (f *sweepFloors) set(i int, last pgtype.Timestamptz) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.at[i] = last
+}
+
 // DeleteExpired implements storage.Store. Each DELETE claims its batch with
 // FOR UPDATE SKIP LOCKED, so nodes sweeping at the same moment take
-// different rows instead of waiting for (or double counting) each other.
+// different rows instead of waiting for (or double counting) each other,
+// and commits on its own: a batch holds its locks for one statement.
 func (s *Store) DeleteExpired(ctx context.Context, now time.Time, limit int) (int, error) {
 	if err := check.Limit(limit); err != nil {
 		return 0, err
 	}
 	cutoff := ts(now)
 	deleted := 0
-	for _, q := range expiring {
-		tag, err := s.pool.Exec(ctx, q, cutoff, limit-deleted)
+	for i, q := range expiring {
+		want := limit - deleted
+		floor, above := s.floors.get(i)
+		n, last, err := s.deleteBatch(ctx, q, cutoff, want, floor)
+		if err == nil && n < want && above {
+			// Nothing left from the floor: look below it.
+			var m int
+			m, last, err = s.deleteBatch(ctx, q, cutoff, want-n, startCursor)
+			n += m
+		}
+		deleted += n
 		if err != nil {
 			return deleted, err
 		}
-		deleted += int(tag.RowsAffected())
+		if n < want {
+			last = pgtype.Timestamptz{}
+		}
+		s.floors.set(i, last)
 		if deleted >= limit {
 			break
 		}
 	}
 	return deleted, nil
+}
+
+// deleteBatch runs one DELETE of expiring in a transaction of its own
+// with synchronous_commit off, in one round trip, and returns what the
+// DELETE does. The commit does not wait for its WAL to reach the disk
+// (or a synchronous standby), which at the sweeper's batch sizes is much
+// of a batch's time. A server crash can lose the last few hundred
+// milliseconds of sweeps, and nothing else: those rows are still expired,
+// and the next sweep deletes them again. Every other write keeps the
+// server's setting.
+func (s *Store) deleteBatch(ctx context.Context, query string, cutoff pgtype.Timestamptz, limit int,
+	floor pgtype.Timestamptz) (n int, last pgtype.Timestamptz, err error) {
+	if s.syncSweep {
+		err = s.pool.QueryRow(ctx, query, cutoff, limit, floor).Scan(&n, &last)
+		return n, last, err
+	}
+	var b pgx.Batch
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL synchronous_commit = off")
+	b.Queue(query, cutoff, limit, floor)
+	b.Queue("COMMIT")
+	// pgxpool destroys a connection released inside a transaction, so a
+	// batch cut short (ctx done, an error) cannot leak its transaction.
+	br := s.pool.SendBatch(ctx, &b)
+	defer br.Close()
+	for i := range 4 {
+		if i == 2 {
+			err = br.QueryRow().Scan(&n, &last)
+		} else {
+			_, err = br.Exec()
+		}
+		if err != nil {
+			return 0, pgtype.Timestamptz{}, err
+		}
+	}
+	return n, last, br.Close()
 }
 
 // CreateAPIKey implements storage.Store. The columns it leaves out get

@@ -1,8 +1,11 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +46,13 @@ func TestConformance(t *testing.T) {
 func TestAccounts(t *testing.T) {
 	pgtest.BaseURL(t) // skip once, loudly, rather than in every subtest
 	storagetest.RunAccounts(t, func(t *testing.T) storage.Backend {
+		return open(t, pgtest.FreshSchema(t))
+	})
+}
+
+func TestPrivacy(t *testing.T) {
+	pgtest.BaseURL(t) // skip once, loudly, rather than in every subtest
+	storagetest.RunPrivacy(t, func(t *testing.T) storage.Backend {
 		return open(t, pgtest.FreshSchema(t))
 	})
 }
@@ -119,9 +129,10 @@ func writeV1(t *testing.T, url string, c *storage.Conversation, turns []*storage
 		t.Fatalf("v1 insert conversation %s: %v", c.ID, err)
 	}
 	for _, tr := range turns {
-		var text *string
+		var text *string // version 1 kept the transcript in clear
 		if tr.TextStored {
-			text = &tr.Text
+			s := string(tr.TextSealed)
+			text = &s
 		}
 		_, err := conn.Exec(ctx, `INSERT INTO turns
 			(conversation_id, id, tenant_id, seq, role, text, text_stored, status,
@@ -330,8 +341,120 @@ func TestDeleteExpiredSkipsLockedRows(t *testing.T) {
 	}
 }
 
-// TestTextNotStored looks at the raw row: a metadata-only turn leaves no
-// text in the database, whatever Text held.
+// TestDeleteExpiredFloor checks the sweep's floor (see sweepFloors): a
+// batch starts after the previous one, and rows below it, a row another
+// node held locked meanwhile or one whose expiry was lowered meanwhile,
+// are still deleted before DeleteExpired comes back short.
+func TestDeleteExpiredFloor(t *testing.T) {
+	s := open(t, pgtest.FreshSchema(t))
+	ctx := t.Context()
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := &storage.Conversation{ID: "c1", TenantID: "t", StartedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := s.CreateConversation(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 6; i++ {
+		tr := &storage.Turn{ID: fmt.Sprint("item-", i), ConversationID: "c1", TenantID: "t",
+			ExpiresAt: now.Add(time.Duration(i-7) * time.Second)}
+		if err := s.AppendTurn(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another node's sweep holds item-2.
+	other, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(context.Background())
+	if _, err := other.Exec(ctx, `SELECT 1 FROM turns WHERE id = 'item-2' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	sweep := func() {
+		t.Helper()
+		n, err := s.DeleteExpired(ctx, now, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, n)
+	}
+	sweep() // item-1, item-3, item-4: the floor is item-4's expiry
+	// A turn that expired long before the floor, and item-2 released.
+	old := &storage.Turn{ID: "item-7", ConversationID: "c1", TenantID: "t", ExpiresAt: now.Add(-time.Hour)}
+	if err := s.AppendTurn(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sweep() // item-5, item-6 from the floor, then item-7 from the start
+	sweep() // item-2, from the start
+	sweep()
+	if fmt.Sprint(got) != "[3 3 1 0]" {
+		t.Errorf("DeleteExpired batches = %v, want [3 3 1 0]", got)
+	}
+	if turns, err := s.ListTurns(ctx, "t", "c1"); err != nil || len(turns) != 0 {
+		t.Errorf("turns left = %v, %v; want none", turns, err)
+	}
+}
+
+// TestSweepPlans checks what the conformance suite cannot see: the
+// sweeper's statements claim rows through the expires_at index and delete
+// them by ctid, and the statements that touch a whole tenant use an index.
+func TestSweepPlans(t *testing.T) {
+	s := open(t, pgtest.FreshSchema(t))
+	ctx := t.Context()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	// On empty tables any plan is cheap: make a sequential scan the last
+	// resort, so the plan shows whether an index can serve.
+	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	plan := func(query string, args ...any) string {
+		t.Helper()
+		rows, err := tx.Query(ctx, "EXPLAIN "+query, args...)
+		if err != nil {
+			t.Fatalf("EXPLAIN %s: %v", query, err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(lines, "\n")
+	}
+	now := ts(time.Now())
+	for i, q := range expiring {
+		p := plan(q, now, 10, startCursor)
+		if !strings.Contains(p, expiringTables[i]+"_expires_at_idx") || !strings.Contains(p, "Tid Scan") {
+			t.Errorf("%s\nplan:\n%s\nwant the expires_at index and a TID scan", q, p)
+		}
+	}
+	for _, q := range purgeExpiries {
+		if p := plan(q, "t", now); strings.Contains(p, "Seq Scan") {
+			t.Errorf("%s\nplan:\n%s\nwant no sequential scan", q, p)
+		}
+	}
+	for _, f := range []storage.ConversationFilter{{}, {EndUser: "eu"}} {
+		where, args := conversationFilter("t", f)
+		p := plan(`SELECT id FROM conversations WHERE `+where+fmt.Sprintf(` AND id COLLATE "C" > $%d
+			ORDER BY id COLLATE "C" LIMIT 10`, len(args)+1), append(args, "")...)
+		if strings.Contains(p, "Seq Scan") || strings.Contains(p, "Sort") {
+			t.Errorf("ListConversations(%+v) plan:\n%s\nwant an index in id order", f, p)
+		}
+	}
+	if p := plan(`SELECT id FROM turns WHERE text IS NOT NULL ORDER BY conversation_id, id LIMIT 10`); !strings.Contains(p, "turns_legacy_idx") {
+		t.Errorf("LegacyPlaintext plan:\n%s\nwant turns_legacy_idx", p)
+	}
+}
+
+// TestTextNotStored looks at the raw rows: a metadata-only turn leaves no
+// text in the database, whatever TextSealed held (truncating it neither),
+// a stored turn leaves no plaintext column set, and the schema refuses
+// sealed text on a metadata-only turn.
 func TestTextNotStored(t *testing.T) {
 	s := open(t, pgtest.FreshSchema(t))
 	ctx := t.Context()
@@ -340,16 +463,35 @@ func TestTextNotStored(t *testing.T) {
 	if err := s.CreateConversation(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	tr := &storage.Turn{ID: "i1", ConversationID: "c1", TenantID: "t", Text: "secret", TextStored: false, ExpiresAt: expires}
+	tr := &storage.Turn{ID: "i1", ConversationID: "c1", TenantID: "t", TextSealed: []byte("secret"), TextStored: false, ExpiresAt: expires}
 	if err := s.AppendTurn(ctx, tr); err != nil {
 		t.Fatal(err)
 	}
-	var text *string
-	if err := s.pool.QueryRow(ctx, `SELECT text FROM turns WHERE id = 'i1'`).Scan(&text); err != nil {
+	stored := &storage.Turn{ID: "i2", ConversationID: "c1", TenantID: "t", TextSealed: []byte("sealed"), TextStored: true, ExpiresAt: expires}
+	if err := s.AppendTurn(ctx, stored); err != nil {
 		t.Fatal(err)
 	}
-	if text != nil {
-		t.Errorf("text column = %q, want NULL", *text)
+	if err := s.TruncateTurnText(ctx, "t", "c1", "i1", []byte("secret too")); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"i1": "", "i2": "sealed"} {
+		var (
+			text   *string
+			sealed []byte
+		)
+		if err := s.pool.QueryRow(ctx, `SELECT text, text_sealed FROM turns WHERE id = $1`, id).Scan(&text, &sealed); err != nil {
+			t.Fatal(err)
+		}
+		if text != nil {
+			t.Errorf("%s: text column = %q, want NULL", id, *text)
+		}
+		if string(sealed) != want || (want == "") != (sealed == nil) {
+			t.Errorf("%s: text_sealed column = %q, want %q", id, sealed, want)
+		}
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE turns SET text_sealed = 'x' WHERE id = 'i1'`)
+	if !errors.Is(mapErr(err), storage.ErrInvalid) {
+		t.Errorf("sealed text on a metadata-only turn: error = %v, want a CHECK violation", err)
 	}
 }
 
@@ -360,3 +502,228 @@ func BenchmarkAppendTurn(b *testing.B) {
 func BenchmarkWriteBatch(b *testing.B) {
 	storagetest.BenchmarkWriteBatch(b, open(b, pgtest.FreshSchema(b)))
 }
+
+// v4 writes rows the way schema version 4 (accounts, before sealing) did,
+// as a node still running that version would: plaintext transcripts and
+// agent settings, naming only the columns it knew.
+type v4 struct{ url string }
+
+func (v v4) exec(t *testing.T, sql string, args ...any) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), v.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), sql, args...); err != nil {
+		t.Fatalf("v4: %v", err)
+	}
+}
+
+func (v v4) turn(t *testing.T, tr *storage.Turn, text *string) {
+	t.Helper()
+	l := &tr.Latency
+	v.exec(t, `INSERT INTO turns
+		(conversation_id, id, tenant_id, seq, role, text, text_stored, status,
+		 started_at, ended_at, first_token_ms, total_ms, engine_ms,
+		 end_of_turn_ms, first_partial_ms, final_transcript_ms, first_audio_ms,
+		 first_audio_sent_ms, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+		tr.ConversationID, tr.ID, tr.TenantID, tr.Seq, tr.Role, text, tr.TextStored, tr.Status,
+		ts(tr.StartedAt), ts(tr.EndedAt), l.FirstTokenMS, l.TotalMS, l.EngineMS,
+		l.EndOfTurnMS, l.FirstPartialMS, l.FinalTranscriptMS, l.FirstAudioMS, l.FirstAudioSentMS,
+		ts(tr.ExpiresAt))
+}
+
+func (v v4) agent(t *testing.T, a *storage.Agent) {
+	t.Helper()
+	v.exec(t, `INSERT INTO agents
+		(tenant_id, id, name, instructions, greeting, engine, voice, language, settings, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		a.TenantID, a.ID, a.Name, a.Instructions, a.Greeting, a.Engine, a.Voice, a.Language, blob(a.Settings),
+		ts(a.CreatedAt), ts(a.UpdatedAt))
+}
+
+// TestUpgradeFrom4 upgrades a schema at version 4 holding plaintext
+// transcripts and plaintext agent settings to version 5: nothing is lost,
+// the plaintext is not handed out as sealed, LegacyPlaintext finds it (and
+// what a version 4 node writes during a rolling upgrade), ReplaceLegacy
+// seals it and clears the plaintext columns, and no plaintext is left.
+func TestUpgradeFrom4(t *testing.T) {
+	ctx := t.Context()
+	u := pgtest.FreshSchema(t)
+	ms, err := migrate.Load(migrationFS, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := applyMigrations(ctx, cfg, ms[:4]); err != nil {
+		t.Fatalf("apply migrations 1-4: %v", err)
+	}
+	old := v4{u}
+	t0 := time.Date(2026, 3, 14, 15, 9, 26, 535_000_000, time.UTC)
+	exp := t0.Add(24 * time.Hour)
+	old.exec(t, `INSERT INTO conversations
+		(id, tenant_id, agent_id, channel, language, started_at, ended_at, duration_ms, turn_count, expires_at)
+		VALUES ('c1', 'default', 'a1', 'webrtc', 'fr-FR', $1, $2, 30000, 3, $3)`,
+		ts(t0), ts(t0.Add(30*time.Second)), ts(exp))
+	said := &storage.Turn{ID: "i1", ConversationID: "c1", TenantID: storage.DefaultTenant, Seq: 1, Role: storage.RoleUser,
+		TextStored: true, Status: storage.TurnCompleted, StartedAt: t0, EndedAt: t0.Add(time.Second),
+		Latency: storage.Latency{FirstTokenMS: 1, TotalMS: 2, EngineMS: 3, EndOfTurnMS: 4, FirstPartialMS: 5,
+			FinalTranscriptMS: 6, FirstAudioMS: 7, FirstAudioSentMS: 8}, ExpiresAt: exp}
+	// Characters a text-to-bytea cast or a bad escape would mangle.
+	saidText := `Bonjour, ça va ? ✓ C:\temp\x00 'quoted' "double"`
+	old.turn(t, said, &saidText)
+	metaOnly := &storage.Turn{ID: "i2", ConversationID: "c1", TenantID: storage.DefaultTenant, Seq: 2,
+		Role: storage.RoleAssistant, Status: storage.TurnCancelled, StartedAt: t0.Add(2 * time.Second),
+		EndedAt: t0.Add(3 * time.Second), ExpiresAt: exp}
+	old.turn(t, metaOnly, nil)
+	settings := []byte(`{"documents":[{"title":"Tarifs","body":"secret \\ \u00e9"}]}`)
+	withSettings := &storage.Agent{ID: "a1", TenantID: storage.DefaultTenant, Name: "Support", Instructions: "Be nice",
+		Engine: storage.EngineKB, Voice: "alloy", Language: "fr", Settings: settings, CreatedAt: t0, UpdatedAt: t0}
+	old.agent(t, withSettings)
+	bare := &storage.Agent{ID: "a2", TenantID: storage.DefaultTenant, Name: "Bare", Engine: storage.EngineOpenAI,
+		CreatedAt: t0.Add(time.Second), UpdatedAt: t0.Add(time.Second)}
+	old.agent(t, bare)
+
+	s := open(t, u)
+	assertMigrations(t, s)
+
+	// A version 4 node still running writes a plaintext turn.
+	late := &storage.Turn{ID: "i3", ConversationID: "c1", TenantID: storage.DefaultTenant, Seq: 3,
+		Role: storage.RoleAssistant, TextStored: true, Status: storage.TurnCompleted, StartedAt: t0.Add(4 * time.Second),
+		EndedAt: t0.Add(5 * time.Second), ExpiresAt: exp}
+	lateText := "Très bien."
+	old.turn(t, late, &lateText)
+
+	// Nothing lost; the plaintext is not read back as sealed text.
+	c, err := s.GetConversation(ctx, storage.DefaultTenant, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Channel != "webrtc" || c.Language != "fr-FR" || c.DurationMS != 30000 || c.TurnCount != 3 ||
+		c.EndUser != "" || c.Sentiment != 0 || !c.ExpiresAt.Equal(exp) {
+		t.Errorf("upgraded conversation = %+v", c)
+	}
+	turns, err := s.ListTurns(ctx, storage.DefaultTenant, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(turns) != 3 {
+		t.Fatalf("ListTurns = %d turns, want 3", len(turns))
+	}
+	for i, want := range []*storage.Turn{said, metaOnly, late} {
+		got := turns[i]
+		if got.ID != want.ID || got.Seq != want.Seq || got.Role != want.Role || got.TextStored != want.TextStored ||
+			got.TextSealed != nil || got.Sentiment != 0 || got.Status != want.Status || got.Latency != want.Latency ||
+			!got.StartedAt.Equal(want.StartedAt) || !got.EndedAt.Equal(want.EndedAt) || !got.ExpiresAt.Equal(want.ExpiresAt) {
+			t.Errorf("upgraded turn %d = %+v\nwant %+v (no sealed text)", i, got, want)
+		}
+	}
+	a, err := s.GetAgent(ctx, storage.DefaultTenant, "a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Settings, settings) || a.SettingsSealed != nil || a.Name != "Support" || a.Instructions != "Be nice" {
+		t.Errorf("upgraded agent = %+v", a)
+	}
+	if has, err := s.HasData(ctx); err != nil || !has {
+		t.Errorf("HasData = %v, %v; want true", has, err)
+	}
+
+	// LegacyPlaintext finds the two plaintext turns and the settings, not
+	// the metadata-only turn nor the agent without settings.
+	rows, err := s.LegacyPlaintext(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []storage.LegacyRow{
+		{Kind: storage.LegacyTurn, TenantID: storage.DefaultTenant, ConversationID: "c1", ID: "i1", Plaintext: []byte(saidText)},
+		{Kind: storage.LegacyTurn, TenantID: storage.DefaultTenant, ConversationID: "c1", ID: "i3", Plaintext: []byte(lateText)},
+		{Kind: storage.LegacyAgent, TenantID: storage.DefaultTenant, ID: "a1", Plaintext: settings},
+	}
+	if !slices.EqualFunc(rows, want, legacyEqual) {
+		t.Fatalf("LegacyPlaintext = %+q\nwant %+q", rows, want)
+	}
+	if rows, err := s.LegacyPlaintext(ctx, 1); err != nil || len(rows) != 1 || !legacyEqual(rows[0], want[0]) {
+		t.Errorf("LegacyPlaintext(1) = %+q, %v; want the first row", rows, err)
+	}
+	if rows, err := s.LegacyPlaintext(ctx, 2); err != nil || !slices.EqualFunc(rows, want[:2], legacyEqual) {
+		t.Errorf("LegacyPlaintext(2) = %+q, %v; want the turns", rows, err)
+	}
+	if _, err := s.LegacyPlaintext(ctx, 0); !errors.Is(err, storage.ErrInvalid) {
+		t.Errorf("LegacyPlaintext(0) error = %v, want ErrInvalid", err)
+	}
+
+	// A stale read does not overwrite newer plaintext.
+	for _, r := range rows {
+		stale := r
+		stale.Plaintext = []byte("Bonjour")
+		if err := s.ReplaceLegacy(ctx, stale, []byte("sealed stale")); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("ReplaceLegacy(stale %s) error = %v, want ErrNotFound", r.Kind, err)
+		}
+	}
+	if err := s.ReplaceLegacy(ctx, storage.LegacyRow{Kind: "doc", TenantID: "x", ID: "y"}, []byte("z")); !errors.Is(err, storage.ErrInvalid) {
+		t.Errorf("ReplaceLegacy(unknown kind) error = %v, want ErrInvalid", err)
+	}
+	if err := s.ReplaceLegacy(ctx, rows[0], nil); !errors.Is(err, storage.ErrInvalid) {
+		t.Errorf("ReplaceLegacy(nothing sealed) error = %v, want ErrInvalid", err)
+	}
+	other := rows[0]
+	other.TenantID = "another"
+	if err := s.ReplaceLegacy(ctx, other, sealedOf(other)); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("ReplaceLegacy(another tenant) error = %v, want ErrNotFound", err)
+	}
+
+	for _, r := range rows {
+		if err := s.ReplaceLegacy(ctx, r, sealedOf(r)); err != nil {
+			t.Errorf("ReplaceLegacy(%s %s): %v", r.Kind, r.ID, err)
+		}
+		if err := s.ReplaceLegacy(ctx, r, sealedOf(r)); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("ReplaceLegacy(%s %s) again: error = %v, want ErrNotFound", r.Kind, r.ID, err)
+		}
+	}
+	if rows, err := s.LegacyPlaintext(ctx, 100); err != nil || len(rows) != 0 {
+		t.Errorf("LegacyPlaintext after ReplaceLegacy = %+v, %v; want none", rows, err)
+	}
+	turns, err = s.ListTurns(ctx, storage.DefaultTenant, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range [][]byte{sealedOf(want[0]), nil, sealedOf(want[1])} {
+		if !bytes.Equal(turns[i].TextSealed, w) || turns[i].Latency != []*storage.Turn{said, metaOnly, late}[i].Latency {
+			t.Errorf("turn %s after ReplaceLegacy = %+v, want sealed text %q", turns[i].ID, turns[i], w)
+		}
+	}
+	a, err = s.GetAgent(ctx, storage.DefaultTenant, "a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Settings != nil || !bytes.Equal(a.SettingsSealed, sealedOf(want[2])) {
+		t.Errorf("agent after ReplaceLegacy: Settings %q, SettingsSealed %q", a.Settings, a.SettingsSealed)
+	}
+	// No plaintext is left in the tables.
+	var n int
+	err = s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM turns WHERE text IS NOT NULL)
+		+ (SELECT count(*) FROM agents WHERE octet_length(settings) > 0)`).Scan(&n)
+	if err != nil || n != 0 {
+		t.Errorf("plaintext rows left = %d, %v; want 0", n, err)
+	}
+
+	// The upgraded schema works: a sealed turn after the old ones.
+	next := &storage.Turn{ID: "i4", ConversationID: "c1", TenantID: storage.DefaultTenant, Role: storage.RoleUser,
+		TextSealed: []byte("sealed:4"), TextStored: true, Sentiment: -0.5, StartedAt: t0, EndedAt: t0, ExpiresAt: exp}
+	if err := s.AppendTurn(ctx, next); err != nil || next.Seq != 4 {
+		t.Errorf("AppendTurn after the upgrade: seq %d, %v; want 4", next.Seq, err)
+	}
+}
+
+func legacyEqual(a, b storage.LegacyRow) bool {
+	return a.Kind == b.Kind && a.TenantID == b.TenantID && a.ConversationID == b.ConversationID && a.ID == b.ID &&
+		bytes.Equal(a.Plaintext, b.Plaintext)
+}
+
+func sealedOf(r storage.LegacyRow) []byte { return append([]byte("sealed\x00"), r.Plaintext...) }

@@ -763,7 +763,8 @@ func (s *Store) TouchKey(ctx context.Context, tenantID, id string, at time.Time)
 
 // Agents.
 
-const agentCols = `tenant_id, id, name, instructions, greeting, engine, voice, language, settings, created_at, updated_at`
+const agentCols = `tenant_id, id, name, instructions, greeting, engine, voice, language, settings, settings_sealed,
+	created_at, updated_at`
 
 func scanAgent(sc scanner) (*storage.Agent, error) {
 	var (
@@ -771,23 +772,26 @@ func scanAgent(sc scanner) (*storage.Agent, error) {
 		created, updated int64
 	)
 	err := sc.Scan(&a.TenantID, &a.ID, &a.Name, &a.Instructions, &a.Greeting, &a.Engine, &a.Voice, &a.Language,
-		&a.Settings, &created, &updated)
+		&a.Settings, &a.SettingsSealed, &created, &updated)
 	if err != nil {
 		return nil, err
 	}
-	a.Settings = noBlob(a.Settings)
+	a.Settings, a.SettingsSealed = noBlob(a.Settings), noBlob(a.SettingsSealed)
 	a.CreatedAt, a.UpdatedAt = fromMS(created), fromMS(updated)
 	return &a, nil
 }
 
-// CreateAgent implements storage.Accounts.
+// CreateAgent implements storage.Accounts. Both settings columns are
+// stored as given: settings (plaintext, a legacy row's) stays an empty
+// BLOB when a.Settings is empty, settings_sealed NULL when
+// a.SettingsSealed is.
 func (s *Store) CreateAgent(ctx context.Context, a *storage.Agent) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
-	_, err := s.w.ExecContext(ctx, `INSERT INTO agents (`+agentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.w.ExecContext(ctx, `INSERT INTO agents (`+agentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.TenantID, a.ID, a.Name, a.Instructions, a.Greeting, a.Engine, a.Voice, a.Language, blob(a.Settings),
-		unixMS(a.CreatedAt), unixMS(a.UpdatedAt))
+		noBlob(a.SettingsSealed), unixMS(a.CreatedAt), unixMS(a.UpdatedAt))
 	return mapErr(err)
 }
 
@@ -799,15 +803,17 @@ func (s *Store) GetAgent(ctx context.Context, tenantID, id string) (*storage.Age
 	return get(ctx, s.r, scanAgent, `SELECT `+agentCols+` FROM agents WHERE tenant_id = ? AND id = ?`, tenantID, id)
 }
 
-// UpdateAgent implements storage.Accounts.
+// UpdateAgent implements storage.Accounts. It replaces both settings
+// columns, so an update that brings only SettingsSealed clears a legacy
+// row's plaintext.
 func (s *Store) UpdateAgent(ctx context.Context, a *storage.Agent) error {
 	if err := a.ValidateUpdate(); err != nil {
 		return err
 	}
 	return s.exec(ctx, `UPDATE agents SET name = ?, instructions = ?, greeting = ?, engine = ?, voice = ?,
-		language = ?, settings = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
-		a.Name, a.Instructions, a.Greeting, a.Engine, a.Voice, a.Language, blob(a.Settings), unixMS(a.UpdatedAt),
-		a.TenantID, a.ID)
+		language = ?, settings = ?, settings_sealed = ?, updated_at = ? WHERE tenant_id = ? AND id = ?`,
+		a.Name, a.Instructions, a.Greeting, a.Engine, a.Voice, a.Language, blob(a.Settings), noBlob(a.SettingsSealed),
+		unixMS(a.UpdatedAt), a.TenantID, a.ID)
 }
 
 // DeleteAgent implements storage.Accounts.

@@ -34,8 +34,8 @@ var migrationFS embed.FS
 // queue for the single write connection instead (see Store).
 const busyTimeout = 5 * time.Second
 
-// Store is a storage.Backend (conversations and accounts) kept in one
-// SQLite file.
+// Store is a storage.Backend (conversations, accounts and privacy) kept in
+// one SQLite file.
 //
 // SQLite allows one writer at a time. Rather than let writers collide and
 // fail with SQLITE_BUSY, the Store keeps two pools on the file: w holds a
@@ -87,7 +87,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// connection is enough; the other pragmas are per connection, hence in
 	// both DSNs so every pooled connection gets them.
 	w, err := sql.Open("sqlite", dsn(path, url.Values{
-		"_pragma": {"journal_mode(WAL)"},
+		"_pragma": writerPragmas,
 		"_txlock": {"immediate"}, // BEGIN IMMEDIATE: take the write lock up front
 	}))
 	if err != nil {
@@ -128,6 +128,24 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	return &Store{w: w, r: r, st: st}, nil
 }
+
+// writerPragmas are the write connection's own pragmas, on top of dsn's.
+//
+// The sweeper is the heaviest writer: every turn it deletes rewrites a page
+// of each index of turns, and when many conversations ran at once those
+// pages are scattered. A 64 MiB page cache (SQLite's default is 2 MiB; it
+// grows only as used) keeps them between batches instead of reading them
+// back, and checkpointing the WAL every 10,000 pages (40 MiB at the 4 KiB
+// page size) instead of every 1,000 copies a page rewritten by several
+// batches once, with one fsync instead of one per batch. With the turns
+// index migration 0005 drops, they more than double DeleteExpired's
+// throughput when many conversations ran at once, and add a third when
+// few did (BenchmarkDeleteExpired).
+//
+// secure_delete overwrites deleted content with zeros, in b-tree and free
+// pages alike: an erased end user's rows (sealed text, pseudonym) are not
+// left in the file's free space (cmd/parleyd TestEndUserErasure).
+var writerPragmas = []string{"journal_mode(WAL)", "cache_size(-65536)", "wal_autocheckpoint(10000)", "secure_delete(1)"}
 
 // dsn builds a modernc.org/sqlite data source name for path: the pragmas
 // every connection needs, plus extra driver parameters. The driver runs
@@ -235,38 +253,58 @@ func (s *Store) Close() error {
 // sqlite3_prepare_v2.
 const (
 	sqlCreateConversation = `INSERT INTO conversations
-		(id, tenant_id, agent_id, channel, language, started_at, ended_at, duration_ms, turn_count, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		(id, tenant_id, agent_id, channel, language, started_at, ended_at, duration_ms, turn_count,
+		 end_user, sentiment, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	// Only the first end sets ended_at (the WHERE ended_at IS NULL), which
-	// makes EndConversation idempotent.
+	// makes EndConversation idempotent; the language and sentiment of a
+	// batched end (EndWrite) come with it, when set ("" and 0 keep the
+	// stored ones).
 	sqlEndConversation = `UPDATE conversations
-		SET ended_at = ?1, duration_ms = max(0, ?1 - started_at)
+		SET ended_at = ?1, duration_ms = max(0, ?1 - started_at),
+			language = CASE WHEN ?4 <> '' THEN ?4 ELSE language END,
+			sentiment = CASE WHEN ?5 <> 0 THEN ?5 ELSE sentiment END
 		WHERE tenant_id = ?2 AND id = ?3 AND ended_at IS NULL`
 	sqlConversationExists = `SELECT count(*) FROM conversations WHERE tenant_id = ? AND id = ?`
 	// Bumping turn_count also proves the conversation belongs to the
 	// turn's tenant.
 	sqlBumpTurnCount = `UPDATE conversations SET turn_count = turn_count + 1
 		WHERE tenant_id = ? AND id = ? RETURNING turn_count`
+	// The plaintext column text is left NULL: only rows written before
+	// migration 0005 have one (see LegacyPlaintext).
 	sqlInsertTurn = `INSERT INTO turns
-		(conversation_id, id, tenant_id, seq, role, text, text_stored, status,
+		(conversation_id, id, tenant_id, seq, role, text_sealed, text_stored, sentiment, status,
 		 started_at, ended_at, first_token_ms, total_ms, engine_ms,
 		 end_of_turn_ms, first_partial_ms, final_transcript_ms, first_audio_ms,
 		 first_audio_sent_ms, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	// A turn stored without text keeps its NULL (text_stored is false).
-	sqlTruncateTurnText = `UPDATE turns SET text = CASE WHEN text_stored THEN ?1 ELSE NULL END
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// A turn stored without text keeps its NULL (text_stored is false). A
+	// legacy turn's plaintext goes too: the sealed text replaces it.
+	sqlTruncateTurnText = `UPDATE turns SET text_sealed = CASE WHEN text_stored THEN ?1 ELSE NULL END, text = NULL
 		WHERE tenant_id = ?2 AND conversation_id = ?3 AND id = ?4`
+	// The audio of a turn, only into a conversation of its tenant.
+	sqlInsertAudio = `INSERT INTO turn_audio
+		(conversation_id, turn_id, tenant_id, format, sealed, duration_ms, created_at, expires_at)
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+		WHERE EXISTS (SELECT 1 FROM conversations WHERE tenant_id = ?3 AND id = ?1)`
+	sqlInsertUsage = `INSERT INTO usage_events
+		(id, tenant_id, conversation_id, channel, language, at, duration_ms, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlAddUsageDay = `INSERT INTO usage_days (tenant_id, day, channel, language, conversations, duration_ms)
+		VALUES (?, ?, ?, ?, 1, ?)
+		ON CONFLICT (tenant_id, day, channel, language) DO UPDATE
+		SET conversations = conversations + 1, duration_ms = duration_ms + excluded.duration_ms`
 	sqlSavepoint  = `SAVEPOINT parley_write`
 	sqlRelease    = `RELEASE parley_write`
 	sqlRollbackTo = `ROLLBACK TO parley_write`
 
 	sqlInsertEphemeralKey = `INSERT INTO ephemeral_keys
-		(id, tenant_id, key_id, agent_id, prefix, hash, session, created_at, expires_at, used_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		(id, tenant_id, key_id, agent_id, prefix, hash, session, created_at, expires_at, used_at, end_user)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	// Run inside ConsumeEphemeralKey's write transaction. The last column
 	// is true when the key's tenant is disabled.
 	sqlSelectEphemeralKey = `SELECT k.id, k.tenant_id, k.key_id, k.agent_id, k.prefix, k.hash, k.session,
-		k.created_at, k.expires_at, k.used_at, NOT (` + tenantActive + `)
+		k.created_at, k.expires_at, k.used_at, k.end_user, NOT (` + tenantActive + `)
 		FROM ephemeral_keys k WHERE k.prefix = ?`
 	sqlUseEphemeralKey = `UPDATE ephemeral_keys SET used_at = ? WHERE id = ? AND used_at IS NULL`
 )
@@ -278,6 +316,7 @@ const (
 type writeStmts struct {
 	createConversation, endConversation, conversationExists *sql.Stmt
 	bumpTurnCount, insertTurn, truncateTurnText             *sql.Stmt
+	insertAudio, insertUsage, addUsageDay                   *sql.Stmt
 	savepoint, release, rollbackTo                          *sql.Stmt
 	insertEphemeralKey, selectEphemeralKey, useEphemeralKey *sql.Stmt
 }
@@ -296,6 +335,9 @@ func (st *writeStmts) each() []struct {
 		{&st.bumpTurnCount, sqlBumpTurnCount},
 		{&st.insertTurn, sqlInsertTurn},
 		{&st.truncateTurnText, sqlTruncateTurnText},
+		{&st.insertAudio, sqlInsertAudio},
+		{&st.insertUsage, sqlInsertUsage},
+		{&st.addUsageDay, sqlAddUsageDay},
 		{&st.savepoint, sqlSavepoint},
 		{&st.release, sqlRelease},
 		{&st.rollbackTo, sqlRollbackTo},
@@ -351,7 +393,7 @@ func (s *Store) CreateConversation(ctx context.Context, c *storage.Conversation)
 func createConversation(ctx context.Context, st *writeStmts, c *storage.Conversation) error {
 	_, err := st.createConversation.ExecContext(ctx,
 		c.ID, c.TenantID, c.AgentID, c.Channel, c.Language, unixMS(c.StartedAt), nullMS(c.EndedAt),
-		c.DurationMS, c.TurnCount, unixMS(c.ExpiresAt))
+		c.DurationMS, c.TurnCount, c.EndUser, c.Sentiment, unixMS(c.ExpiresAt))
 	return mapErr(err)
 }
 
@@ -360,7 +402,7 @@ func (s *Store) EndConversation(ctx context.Context, tenantID, id string, endedA
 	if err := check.End(endedAt); err != nil {
 		return err
 	}
-	ended, err := endConversation(ctx, s.st, tenantID, id, endedAt)
+	ended, err := endConversation(ctx, s.st, &storage.EndWrite{TenantID: tenantID, ID: id, At: endedAt})
 	if err != nil || ended {
 		return err
 	}
@@ -371,8 +413,8 @@ func (s *Store) EndConversation(ctx context.Context, tenantID, id string, endedA
 
 // endConversation reports whether it ended the conversation; false means
 // it was already ended or does not exist.
-func endConversation(ctx context.Context, st *writeStmts, tenantID, id string, endedAt time.Time) (bool, error) {
-	res, err := st.endConversation.ExecContext(ctx, unixMS(endedAt), tenantID, id)
+func endConversation(ctx context.Context, st *writeStmts, e *storage.EndWrite) (bool, error) {
+	res, err := st.endConversation.ExecContext(ctx, unixMS(e.At), e.TenantID, e.ID, e.Language, e.Sentiment)
 	if err != nil {
 		return false, err
 	}
@@ -439,13 +481,13 @@ func appendTurn(ctx context.Context, st *writeStmts, t *storage.Turn) (int, erro
 	if seq == 0 {
 		seq = count
 	}
-	var text any // NULL unless the text may be kept
+	var text []byte // NULL unless the text may be kept
 	if t.TextStored {
-		text = t.Text
+		text = blob(t.TextSealed)
 	}
 	l := &t.Latency
 	_, err = st.insertTurn.ExecContext(ctx,
-		t.ConversationID, t.ID, t.TenantID, seq, t.Role, text, t.TextStored, t.Status,
+		t.ConversationID, t.ID, t.TenantID, seq, t.Role, text, t.TextStored, t.Sentiment, t.Status,
 		unixMS(t.StartedAt), unixMS(t.EndedAt), l.FirstTokenMS, l.TotalMS, l.EngineMS,
 		l.EndOfTurnMS, l.FirstPartialMS, l.FinalTranscriptMS, l.FirstAudioMS,
 		l.FirstAudioSentMS, unixMS(t.ExpiresAt))
@@ -456,12 +498,12 @@ func appendTurn(ctx context.Context, st *writeStmts, t *storage.Turn) (int, erro
 }
 
 // TruncateTurnText implements storage.Store.
-func (s *Store) TruncateTurnText(ctx context.Context, tenantID, conversationID, itemID, text string) error {
-	return truncateTurnText(ctx, s.st, tenantID, conversationID, itemID, text)
+func (s *Store) TruncateTurnText(ctx context.Context, tenantID, conversationID, itemID string, sealed []byte) error {
+	return truncateTurnText(ctx, s.st, tenantID, conversationID, itemID, sealed)
 }
 
-func truncateTurnText(ctx context.Context, st *writeStmts, tenantID, conversationID, itemID, text string) error {
-	res, err := st.truncateTurnText.ExecContext(ctx, text, tenantID, conversationID, itemID)
+func truncateTurnText(ctx context.Context, st *writeStmts, tenantID, conversationID, itemID string, sealed []byte) error {
+	res, err := st.truncateTurnText.ExecContext(ctx, blob(sealed), tenantID, conversationID, itemID)
 	if err != nil {
 		return err
 	}
@@ -507,7 +549,7 @@ func (s *Store) WriteBatch(ctx context.Context, ws []storage.Write) ([]error, er
 			seqs[i], err = appendTurn(ctx, st, w.Turn)
 		case w.End != nil:
 			var ended bool
-			ended, err = endConversation(ctx, st, w.End.TenantID, w.End.ID, w.End.At)
+			ended, err = endConversation(ctx, st, w.End)
 			if err == nil && !ended {
 				// Inside the transaction: the conversation may have been
 				// created earlier in this batch.
@@ -515,7 +557,11 @@ func (s *Store) WriteBatch(ctx context.Context, ws []storage.Write) ([]error, er
 			}
 		case w.Truncate != nil:
 			t := w.Truncate
-			err = truncateTurnText(ctx, st, t.TenantID, t.ConversationID, t.ItemID, t.Text)
+			err = truncateTurnText(ctx, st, t.TenantID, t.ConversationID, t.ItemID, t.TextSealed)
+		case w.Audio != nil:
+			err = insertAudio(ctx, st, w.Audio)
+		case w.Usage != nil:
+			err = insertUsage(ctx, st, w.Usage)
 		}
 		if err != nil {
 			if cerr := ctx.Err(); cerr != nil {
@@ -543,19 +589,21 @@ func (s *Store) WriteBatch(ctx context.Context, ws []storage.Write) ([]error, er
 
 // GetConversation implements storage.Store.
 func (s *Store) GetConversation(ctx context.Context, tenantID, id string) (*storage.Conversation, error) {
+	return get(ctx, s.r, scanConversation, `SELECT `+conversationCols+`
+		FROM conversations WHERE tenant_id = ? AND id = ?`, tenantID, id)
+}
+
+const conversationCols = `id, tenant_id, agent_id, channel, language,
+	started_at, ended_at, duration_ms, turn_count, end_user, sentiment, expires_at`
+
+func scanConversation(sc scanner) (*storage.Conversation, error) {
 	var (
 		c                storage.Conversation
 		started, expires int64
 		ended            sql.NullInt64
 	)
-	err := s.r.QueryRowContext(ctx, `SELECT id, tenant_id, agent_id, channel, language,
-		started_at, ended_at, duration_ms, turn_count, expires_at
-		FROM conversations WHERE tenant_id = ? AND id = ?`, tenantID, id).Scan(
-		&c.ID, &c.TenantID, &c.AgentID, &c.Channel, &c.Language,
-		&started, &ended, &c.DurationMS, &c.TurnCount, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, storage.ErrNotFound
-	}
+	err := sc.Scan(&c.ID, &c.TenantID, &c.AgentID, &c.Channel, &c.Language,
+		&started, &ended, &c.DurationMS, &c.TurnCount, &c.EndUser, &c.Sentiment, &expires)
 	if err != nil {
 		return nil, err
 	}
@@ -565,8 +613,8 @@ func (s *Store) GetConversation(ctx context.Context, tenantID, id string) (*stor
 
 // ListTurns implements storage.Store.
 func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) ([]storage.Turn, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT conversation_id, id, tenant_id, seq, role, text,
-		text_stored, status, started_at, ended_at, first_token_ms, total_ms, engine_ms,
+	rows, err := s.r.QueryContext(ctx, `SELECT conversation_id, id, tenant_id, seq, role, text_sealed,
+		text_stored, sentiment, status, started_at, ended_at, first_token_ms, total_ms, engine_ms,
 		end_of_turn_ms, first_partial_ms, final_transcript_ms, first_audio_ms,
 		first_audio_sent_ms, expires_at
 		FROM turns WHERE tenant_id = ? AND conversation_id = ? ORDER BY seq`,
@@ -579,18 +627,19 @@ func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) 
 	for rows.Next() {
 		var (
 			t                       storage.Turn
-			text                    sql.NullString
 			started, ended, expires int64
 		)
 		l := &t.Latency
-		err := rows.Scan(&t.ConversationID, &t.ID, &t.TenantID, &t.Seq, &t.Role, &text,
-			&t.TextStored, &t.Status, &started, &ended, &l.FirstTokenMS, &l.TotalMS, &l.EngineMS,
+		err := rows.Scan(&t.ConversationID, &t.ID, &t.TenantID, &t.Seq, &t.Role, &t.TextSealed,
+			&t.TextStored, &t.Sentiment, &t.Status, &started, &ended, &l.FirstTokenMS, &l.TotalMS, &l.EngineMS,
 			&l.EndOfTurnMS, &l.FirstPartialMS, &l.FinalTranscriptMS, &l.FirstAudioMS,
 			&l.FirstAudioSentMS, &expires)
 		if err != nil {
 			return nil, err
 		}
-		t.Text = text.String
+		// Empty (and a legacy turn's, whose plaintext is not sealed yet
+		// and never handed out as if it were) reads as nil.
+		t.TextSealed = noBlob(t.TextSealed)
 		t.StartedAt, t.EndedAt, t.ExpiresAt = fromMS(started), fromMS(ended), fromMS(expires)
 		turns = append(turns, t)
 	}
@@ -611,12 +660,12 @@ func (s *Store) ListTurns(ctx context.Context, tenantID, conversationID string) 
 // expiring lists the DELETE of each table DeleteExpired sweeps, in order:
 // each takes the oldest expired rows, at most the number given, through
 // the table's expires_at index. Deleting a conversation deletes its
-// remaining turns (ON DELETE CASCADE), which SQLite does not count in
-// RowsAffected.
+// remaining turns and audio (ON DELETE CASCADE), which SQLite does not
+// count in RowsAffected.
 var expiring = func() []string {
 	var qs []string
-	for _, table := range []string{"turns", "conversations", "ephemeral_keys", "user_sessions", "invitations",
-		"idempotency_records", "api_calls", "audit_log"} {
+	for _, table := range []string{"turns", "conversations", "ephemeral_keys", "turn_audio", "usage_events",
+		"user_sessions", "invitations", "idempotency_records", "api_calls", "audit_log"} {
 		qs = append(qs, `DELETE FROM `+table+` WHERE rowid IN (
 			SELECT rowid FROM `+table+` WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)`)
 	}
@@ -727,7 +776,7 @@ func (s *Store) CreateEphemeralKey(ctx context.Context, k *storage.EphemeralKey)
 	}
 	_, err := s.st.insertEphemeralKey.ExecContext(ctx,
 		k.ID, k.TenantID, k.KeyID, k.AgentID, k.Prefix, k.Hash, session,
-		unixMS(k.CreatedAt), unixMS(k.ExpiresAt), nullMS(k.UsedAt))
+		unixMS(k.CreatedAt), unixMS(k.ExpiresAt), nullMS(k.UsedAt), k.EndUser)
 	return mapErr(err)
 }
 
@@ -753,7 +802,7 @@ func (s *Store) ConsumeEphemeralKey(ctx context.Context, prefix string, hash []b
 	)
 	err = tx.StmtContext(ctx, s.st.selectEphemeralKey).QueryRowContext(ctx, prefix).Scan(
 		&k.ID, &k.TenantID, &k.KeyID, &k.AgentID, &k.Prefix, &k.Hash, &k.Session,
-		&created, &expires, &used, &disabled)
+		&created, &expires, &used, &k.EndUser, &disabled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, storage.ErrNotFound
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -54,6 +55,13 @@ func TestAccounts(t *testing.T) {
 	})
 }
 
+func TestPrivacy(t *testing.T) {
+	storagetest.RunPrivacy(t, func(t *testing.T) storage.Backend {
+		s, _ := openTemp(t)
+		return s
+	})
+}
+
 // TestUpgradeFrom1 builds a file the way version 1 left it (migration 1
 // only, rows written with its SQL) and opens it with the current code.
 func TestUpgradeFrom1(t *testing.T) {
@@ -66,16 +74,17 @@ func TestUpgradeToAccounts(t *testing.T) {
 	storagetest.RunUpgradeToAccounts(t, legacyV1)
 }
 
-// legacyV1 returns a fresh file at schema version 1.
-func legacyV1(t *testing.T) storagetest.Legacy {
+// legacyDB returns a fresh file at schema version, with the connection
+// settings of Open's write pool, and its path.
+func legacyDB(t *testing.T, version int) (*sql.DB, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "parley.db")
 	ms, err := migrate.Load(migrationFS, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The connection settings of Open's write pool.
 	db, err := sql.Open("sqlite", dsn(path, url.Values{
-		"_pragma": {"journal_mode(WAL)"},
+		"_pragma": writerPragmas,
 		"_txlock": {"immediate"},
 	}))
 	if err != nil {
@@ -83,9 +92,15 @@ func legacyV1(t *testing.T) storagetest.Legacy {
 	}
 	db.SetMaxOpenConns(1)
 	t.Cleanup(func() { db.Close() })
-	if err := applyMigrations(t.Context(), db, ms[:1]); err != nil {
-		t.Fatalf("apply migration 1: %v", err)
+	if err := applyMigrations(t.Context(), db, ms[:version]); err != nil {
+		t.Fatalf("apply migrations 1-%d: %v", version, err)
 	}
+	return db, path
+}
+
+// legacyV1 returns a fresh file at schema version 1.
+func legacyV1(t *testing.T) storagetest.Legacy {
+	db, path := legacyDB(t, 1)
 	return storagetest.Legacy{
 		Write: func(t *testing.T, c *storage.Conversation, turns []*storage.Turn) {
 			t.Helper()
@@ -126,9 +141,9 @@ func writeV1(t *testing.T, db *sql.DB, c *storage.Conversation, turns []*storage
 		t.Fatalf("v1 insert conversation %s: %v", c.ID, err)
 	}
 	for _, tr := range turns {
-		var text any
+		var text any // version 1 kept the transcript in clear
 		if tr.TextStored {
-			text = tr.Text
+			text = string(tr.TextSealed)
 		}
 		_, err := db.ExecContext(ctx, `INSERT INTO turns
 			(conversation_id, id, tenant_id, seq, role, text, text_stored, status,
@@ -177,7 +192,7 @@ func TestPragmas(t *testing.T) {
 		"synchronous":  "1", // NORMAL
 		"busy_timeout": "5000",
 	}
-	check := func(name string, db *sql.DB, conns int, queryOnly string) {
+	check := func(name string, db *sql.DB, conns int, own map[string]string) {
 		var held []*sql.Conn
 		defer func() {
 			for _, c := range held {
@@ -190,10 +205,8 @@ func TestPragmas(t *testing.T) {
 				t.Fatal(err)
 			}
 			held = append(held, c)
-			w := map[string]string{"query_only": queryOnly}
-			for k, v := range want {
-				w[k] = v
-			}
+			w := maps.Clone(want)
+			maps.Copy(w, own)
 			for pragma, v := range w {
 				var got string
 				if err := c.QueryRowContext(ctx, "PRAGMA "+pragma).Scan(&got); err != nil {
@@ -205,8 +218,8 @@ func TestPragmas(t *testing.T) {
 			}
 		}
 	}
-	check("write", s.w, 1, "0")
-	check("read", s.r, 4, "1")
+	check("write", s.w, 1, map[string]string{"query_only": "0", "cache_size": "-65536", "wal_autocheckpoint": "10000", "secure_delete": "1"})
+	check("read", s.r, 4, map[string]string{"query_only": "1", "cache_size": "-2000", "wal_autocheckpoint": "1000"})
 
 	// The read pool really is read-only.
 	if _, err := s.r.ExecContext(ctx, `DELETE FROM api_keys`); err == nil {
@@ -337,7 +350,8 @@ func TestTwoStoresOneFile(t *testing.T) {
 }
 
 // TestTextNotStored looks at the raw row: a metadata-only turn leaves no
-// text in the database file, whatever Text held.
+// text in the database file, whatever TextSealed held, and a stored turn
+// leaves no plaintext column set.
 func TestTextNotStored(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := t.Context()
@@ -346,16 +360,31 @@ func TestTextNotStored(t *testing.T) {
 	if err := s.CreateConversation(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	tr := &storage.Turn{ID: "i1", ConversationID: "c1", TenantID: "t", Text: "secret", TextStored: false, ExpiresAt: expires}
+	tr := &storage.Turn{ID: "i1", ConversationID: "c1", TenantID: "t", TextSealed: []byte("secret"), TextStored: false, ExpiresAt: expires}
 	if err := s.AppendTurn(ctx, tr); err != nil {
 		t.Fatal(err)
 	}
-	var text sql.NullString
-	if err := s.r.QueryRowContext(ctx, `SELECT text FROM turns WHERE id = 'i1'`).Scan(&text); err != nil {
+	stored := &storage.Turn{ID: "i2", ConversationID: "c1", TenantID: "t", TextSealed: []byte("sealed"), TextStored: true, ExpiresAt: expires}
+	if err := s.AppendTurn(ctx, stored); err != nil {
 		t.Fatal(err)
 	}
-	if text.Valid {
-		t.Errorf("text column = %q, want NULL", text.String)
+	if err := s.TruncateTurnText(ctx, "t", "c1", "i1", []byte("secret too")); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"i1": "", "i2": "sealed"} {
+		var (
+			text   sql.NullString
+			sealed []byte
+		)
+		if err := s.r.QueryRowContext(ctx, `SELECT text, text_sealed FROM turns WHERE id = ?`, id).Scan(&text, &sealed); err != nil {
+			t.Fatal(err)
+		}
+		if text.Valid {
+			t.Errorf("%s: text column = %q, want NULL", id, text.String)
+		}
+		if string(sealed) != want || (want == "") != (sealed == nil) {
+			t.Errorf("%s: text_sealed column = %q, want %q", id, sealed, want)
+		}
 	}
 }
 

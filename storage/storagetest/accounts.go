@@ -109,7 +109,7 @@ func newAgent(tenant, id string) *storage.Agent {
 	return &storage.Agent{
 		ID: id, TenantID: tenant, Name: "Agent " + id, Instructions: "Réponds brièvement.",
 		Greeting: "Bonjour !", Engine: storage.EngineKB, Voice: "fr-ca", Language: "fr-CA",
-		Settings: []byte(`{"top_k": 3, "kb": {"max_sentences": 2}}`), CreatedAt: t0, UpdatedAt: t0,
+		SettingsSealed: sealed(`{"top_k": 3, "kb": {"max_sentences": 2}}`), CreatedAt: t0, UpdatedAt: t0,
 	}
 }
 
@@ -841,13 +841,13 @@ func testAgents(t *testing.T, s storage.Backend) {
 
 	wantErr(t, "CreateAgent(same id, same tenant)", s.CreateAgent(ctx, newAgent("t1", "support")), storage.ErrConflict)
 	other := newAgent("t2", "support")
-	other.Engine, other.Settings = storage.EngineOpenAI, nil
+	other.Engine, other.SettingsSealed = storage.EngineOpenAI, nil
 	ok(t, "CreateAgent(same id, other tenant)", s.CreateAgent(ctx, other))
 	wantErr(t, "CreateAgent(missing tenant)", s.CreateAgent(ctx, newAgent("t-ghost", "support")), storage.ErrNotFound)
 
 	upd := *a
 	upd.Name, upd.Instructions, upd.Greeting, upd.Engine = "Support FR", "Be kind.", "", storage.EngineOpenAI
-	upd.Voice, upd.Language, upd.Settings = "", "fr", nil
+	upd.Voice, upd.Language, upd.SettingsSealed = "", "fr", sealed(`{"top_k": 5}`)
 	upd.CreatedAt, upd.UpdatedAt = time.Time{}, t0.Add(time.Hour) // CreatedAt is kept
 	ok(t, "UpdateAgent", s.UpdateAgent(ctx, &upd))
 	got, _ = s.GetAgent(ctx, "t1", "support")
@@ -855,6 +855,14 @@ func testAgents(t *testing.T, s storage.Backend) {
 	same(t, "updated agent", got, upd)
 	got, _ = s.GetAgent(ctx, "t2", "support")
 	same(t, "the other tenant's agent of the same id", got, *other)
+	// Sealed settings are bytes, not text: they round-trip exactly, and
+	// an update without them clears them.
+	for _, settings := range [][]byte{{0x00, 0xff, 0xfe, 0x80, 0x00}, nil} {
+		upd.SettingsSealed, upd.UpdatedAt = settings, upd.UpdatedAt.Add(time.Minute)
+		ok(t, "UpdateAgent(sealed settings)", s.UpdateAgent(ctx, &upd))
+		got, _ = s.GetAgent(ctx, "t1", "support")
+		same(t, "agent with sealed settings", got, upd)
+	}
 	ghost := newAgent("t1", "ghost")
 	wantErr(t, "UpdateAgent(missing)", s.UpdateAgent(ctx, ghost), storage.ErrNotFound)
 
@@ -1600,7 +1608,7 @@ func RunUpgradeToAccounts(t *testing.T, legacy func(t *testing.T) Legacy) {
 		CreatedAt: t0.Add(-24 * time.Hour), LastUsedAt: t0.Add(-time.Hour)}
 	db.WriteAPIKey(t, key)
 	c := conversation(storage.DefaultTenant, "conv-1", t0.Add(time.Hour))
-	turns := []*storage.Turn{turn(c, "item-1", 1, t0.Add(time.Hour)), turn(c, "item-2", 2, t0.Add(time.Hour))}
+	turns := []*storage.Turn{legacyTurn(c, "item-1", 1), legacyTurn(c, "item-2", 2)}
 	c.TurnCount = 2
 	db.Write(t, c, turns)
 	acme := conversation("acme", "conv-acme", t0.Add(time.Hour))
@@ -1653,7 +1661,7 @@ func RunUpgradeToAccounts(t *testing.T, legacy func(t *testing.T) Legacy) {
 		t.Fatalf("ListTurns = %d turns, want 2", len(gotTurns))
 	}
 	for i := range turns {
-		checkTurn(t, &gotTurns[i], turns[i])
+		checkTurn(t, &gotTurns[i], asUpgraded(turns[i]))
 	}
 
 	// The new tables, on the default tenant.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -42,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"WriteBatchMixed", testWriteBatchMixed},
 		{"WriteBatchOrder", testWriteBatchOrder},
 		{"WriteBatchInvalid", testWriteBatchInvalid},
+		{"WriteBatchEndLanguageSentiment", testWriteBatchEndLanguageSentiment},
 		{"WriteBatchEmpty", testWriteBatchEmpty},
 		{"WriteBatchCancelled", testWriteBatchCancelled},
 		{"WriteBatchConcurrent", testWriteBatchConcurrent},
@@ -91,14 +93,22 @@ func turn(c *storage.Conversation, id string, seq int, expires time.Time) *stora
 		TenantID:       c.TenantID,
 		Seq:            seq,
 		Role:           storage.RoleAssistant,
-		Text:           "Bonjour " + id,
+		TextSealed:     sealed("Bonjour " + id),
 		TextStored:     true,
+		Sentiment:      0.25,
 		Status:         storage.TurnCompleted,
 		StartedAt:      t0.Add(time.Duration(seq) * time.Second),
 		EndedAt:        t0.Add(time.Duration(seq)*time.Second + 750*time.Millisecond + 123),
 		Latency:        storage.Latency{FirstTokenMS: 210, TotalMS: 980, EngineMS: 640},
 		ExpiresAt:      expires,
 	}
+}
+
+// sealed stands for the ciphertext of text: opaque bytes, with a NUL, an
+// 0xff and a lone continuation byte so that a store keeping them as text
+// (or trimming them) shows.
+func sealed(text string) []byte {
+	return append([]byte("sealed:\x00\xff"+text), 0x80, 0x00)
 }
 
 func mustCreate(t *testing.T, s storage.Store, c *storage.Conversation) {
@@ -157,7 +167,8 @@ func checkConversation(t *testing.T, got, want *storage.Conversation) {
 	t.Helper()
 	if got.ID != want.ID || got.TenantID != want.TenantID || got.AgentID != want.AgentID ||
 		got.Channel != want.Channel || got.Language != want.Language ||
-		got.DurationMS != want.DurationMS || got.TurnCount != want.TurnCount {
+		got.DurationMS != want.DurationMS || got.TurnCount != want.TurnCount ||
+		got.EndUser != want.EndUser || got.Sentiment != want.Sentiment {
 		t.Errorf("conversation = %+v\nwant %+v", got, want)
 	}
 	checkTime(t, "StartedAt", got.StartedAt, want.StartedAt)
@@ -167,13 +178,14 @@ func checkConversation(t *testing.T, got, want *storage.Conversation) {
 
 func checkTurn(t *testing.T, got, want *storage.Turn) {
 	t.Helper()
-	wantText := want.Text
+	wantText := want.TextSealed
 	if !want.TextStored {
-		wantText = ""
+		wantText = nil
 	}
 	if got.ID != want.ID || got.ConversationID != want.ConversationID || got.TenantID != want.TenantID ||
-		got.Seq != want.Seq || got.Role != want.Role || got.Text != wantText ||
-		got.TextStored != want.TextStored || got.Status != want.Status || got.Latency != want.Latency {
+		got.Seq != want.Seq || got.Role != want.Role || !bytes.Equal(got.TextSealed, wantText) ||
+		got.TextStored != want.TextStored || got.Sentiment != want.Sentiment ||
+		got.Status != want.Status || got.Latency != want.Latency {
 		t.Errorf("turn = %+v\nwant %+v", got, want)
 	}
 	checkTime(t, "StartedAt", got.StartedAt, want.StartedAt)
@@ -194,10 +206,15 @@ func testConversationRoundTrip(t *testing.T, s storage.Store) {
 	ended.TurnCount = 7
 	ended.Language = ""
 	ended.Channel = "webrtc"
+	ended.Sentiment = -0.3333333333333333 // a float64, not a float32
+	// An end user's pseudonym (an HMAC, base64url).
+	withUser := conversation("t1", "conv-user", t0.Add(90*24*time.Hour))
+	withUser.EndUser = "eu_Zm9vYmFyYmF6cXV4LV9hYmNkZWZnaGlqa2xtbm9w"
 
 	for _, c := range []*storage.Conversation{
 		conversation("t1", "conv-open", t0.Add(90*24*time.Hour)),
 		ended,
+		withUser,
 	} {
 		t.Run(c.ID, func(t *testing.T) {
 			mustCreate(t, s, c)
@@ -400,7 +417,7 @@ func testMetadataOnlyTurns(t *testing.T, s storage.Store) {
 	}
 	for i, tc := range cases {
 		tr := turn(c, fmt.Sprint("item-", i), i+1, t0.Add(time.Hour))
-		tr.Text, tr.TextStored = tc.text, tc.stored
+		tr.TextSealed, tr.TextStored = []byte(tc.text), tc.stored
 		mustAppend(t, s, tr)
 	}
 	got := mustList(t, s, "t1", c.ID)
@@ -408,8 +425,8 @@ func testMetadataOnlyTurns(t *testing.T, s storage.Store) {
 		t.Fatalf("ListTurns = %d turns, want %d", len(got), len(cases))
 	}
 	for i, tc := range cases {
-		if got[i].Text != tc.wantText || got[i].TextStored != tc.stored {
-			t.Errorf("case %d: Text=%q TextStored=%v, want %q %v", i, got[i].Text, got[i].TextStored, tc.wantText, tc.stored)
+		if string(got[i].TextSealed) != tc.wantText || got[i].TextStored != tc.stored {
+			t.Errorf("case %d: TextSealed=%q TextStored=%v, want %q %v", i, got[i].TextSealed, got[i].TextStored, tc.wantText, tc.stored)
 		}
 	}
 }
@@ -651,6 +668,7 @@ func testInvalid(t *testing.T, s storage.Store) {
 		"no ID":        func(c *storage.Conversation) { c.ID = "" },
 		"no TenantID":  func(c *storage.Conversation) { c.TenantID = "" },
 		"no ExpiresAt": func(c *storage.Conversation) { c.ExpiresAt = time.Time{} },
+		"Sentiment -2": func(c *storage.Conversation) { c.Sentiment = -2 },
 	}
 	for name, mutate := range convCases {
 		c := conversation("t1", "conv-x", t0.Add(time.Hour))
@@ -664,6 +682,8 @@ func testInvalid(t *testing.T, s storage.Store) {
 		"no TenantID":       func(tr *storage.Turn) { tr.TenantID = "" },
 		"no ExpiresAt":      func(tr *storage.Turn) { tr.ExpiresAt = time.Time{} },
 		"negative Seq":      func(tr *storage.Turn) { tr.Seq = -1 },
+		"Sentiment NaN":     func(tr *storage.Turn) { tr.Sentiment = math.NaN() },
+		"Sentiment 1.5":     func(tr *storage.Turn) { tr.Sentiment = 1.5 },
 	}
 	for name, mutate := range turnCases {
 		tr := turn(good, "item-x", 1, t0.Add(time.Hour))
@@ -698,26 +718,26 @@ func testTruncateTurnText(t *testing.T, s storage.Store) {
 	c := conversation("t1", "conv-1", t0.Add(time.Hour))
 	mustCreate(t, s, c)
 	spoken := turn(c, "item-1", 1, t0.Add(time.Hour))
-	spoken.Text = "Bonjour, je peux vous aider avec votre réservation."
+	spoken.TextSealed = sealed("Bonjour, je peux vous aider avec votre réservation.")
 	metaOnly := turn(c, "item-2", 2, t0.Add(time.Hour))
-	metaOnly.Text, metaOnly.TextStored = "", false
+	metaOnly.TextSealed, metaOnly.TextStored = nil, false
 	other := turn(c, "item-3", 3, t0.Add(time.Hour))
 	for _, tr := range []*storage.Turn{spoken, metaOnly, other} {
 		mustAppend(t, s, tr)
 	}
 
-	if err := s.TruncateTurnText(ctx, "t1", c.ID, spoken.ID, "Bonjour, je peux"); err != nil {
+	if err := s.TruncateTurnText(ctx, "t1", c.ID, spoken.ID, sealed("Bonjour, je peux")); err != nil {
 		t.Fatalf("TruncateTurnText: %v", err)
 	}
 	// Metadata only stays metadata only, without an error.
-	if err := s.TruncateTurnText(ctx, "t1", c.ID, metaOnly.ID, "must not reach the database"); err != nil {
+	if err := s.TruncateTurnText(ctx, "t1", c.ID, metaOnly.ID, sealed("must not reach the database")); err != nil {
 		t.Fatalf("TruncateTurnText(metadata-only turn): %v", err)
 	}
-	wantErr(t, "TruncateTurnText(missing turn)", s.TruncateTurnText(ctx, "t1", c.ID, "item-9", "x"), storage.ErrNotFound)
-	wantErr(t, "TruncateTurnText(missing conversation)", s.TruncateTurnText(ctx, "t1", "nope", spoken.ID, "x"), storage.ErrNotFound)
-	wantErr(t, "TruncateTurnText(other tenant)", s.TruncateTurnText(ctx, "t2", c.ID, spoken.ID, "x"), storage.ErrNotFound)
+	wantErr(t, "TruncateTurnText(missing turn)", s.TruncateTurnText(ctx, "t1", c.ID, "item-9", sealed("x")), storage.ErrNotFound)
+	wantErr(t, "TruncateTurnText(missing conversation)", s.TruncateTurnText(ctx, "t1", "nope", spoken.ID, sealed("x")), storage.ErrNotFound)
+	wantErr(t, "TruncateTurnText(other tenant)", s.TruncateTurnText(ctx, "t2", c.ID, spoken.ID, sealed("x")), storage.ErrNotFound)
 
-	spoken.Text = "Bonjour, je peux"
+	spoken.TextSealed = sealed("Bonjour, je peux")
 	got := mustList(t, s, "t1", c.ID)
 	if len(got) != 3 {
 		t.Fatalf("ListTurns = %d turns, want 3", len(got))
@@ -728,11 +748,11 @@ func testTruncateTurnText(t *testing.T, s storage.Store) {
 
 	// Truncating to nothing (the client played none of it) keeps an empty
 	// stored text; truncating again replaces it again.
-	if err := s.TruncateTurnText(ctx, "t1", c.ID, other.ID, ""); err != nil {
+	if err := s.TruncateTurnText(ctx, "t1", c.ID, other.ID, nil); err != nil {
 		t.Fatalf("TruncateTurnText(empty): %v", err)
 	}
-	if got := mustList(t, s, "t1", c.ID)[2]; got.Text != "" || !got.TextStored {
-		t.Errorf("after truncating to empty: Text=%q TextStored=%v, want \"\" true", got.Text, got.TextStored)
+	if got := mustList(t, s, "t1", c.ID)[2]; len(got.TextSealed) != 0 || !got.TextStored {
+		t.Errorf("after truncating to empty: TextSealed=%q TextStored=%v, want empty, true", got.TextSealed, got.TextStored)
 	}
 	if n := mustGet(t, s, "t1", c.ID).TurnCount; n != 3 {
 		t.Errorf("TurnCount = %d, want 3 (truncation is no append)", n)
@@ -1020,7 +1040,7 @@ func testWriteBatchMixed(t *testing.T, s storage.Store) {
 		{Turn: dup},
 		{Turn: ghost},
 		{End: &storage.EndWrite{TenantID: "t1", ID: c.ID, At: end}},
-		{Truncate: &storage.TruncateWrite{TenantID: "t1", ConversationID: c.ID, ItemID: "item-3", Text: "Bonj"}},
+		{Truncate: &storage.TruncateWrite{TenantID: "t1", ConversationID: c.ID, ItemID: "item-3", TextSealed: sealed("Bonj")}},
 	}
 	errs := mustBatch(t, s, ws)
 	wantBatchErrs(t, errs, []error{nil, nil, nil, nil, storage.ErrConflict, storage.ErrNotFound, nil, nil})
@@ -1034,7 +1054,7 @@ func testWriteBatchMixed(t *testing.T, s storage.Store) {
 	c.EndedAt = end
 	c.DurationMS = 42000
 	checkConversation(t, mustGet(t, s, "t1", c.ID), c)
-	turns[2].Text = "Bonj"
+	turns[2].TextSealed = sealed("Bonj")
 	got := mustList(t, s, "t1", c.ID)
 	if len(got) != 3 {
 		t.Fatalf("ListTurns = %d turns, want 3", len(got))
@@ -1071,13 +1091,13 @@ func testWriteBatchOrder(t *testing.T, s storage.Store) {
 	var turns []*storage.Turn
 	for i := range n {
 		tr := turn(c, fmt.Sprint("item-", i+1), 0, t0.Add(time.Hour)) // seqs assigned in order
-		tr.Text = fmt.Sprint("text ", i+1)
+		tr.TextSealed = sealed(fmt.Sprint("text ", i+1))
 		turns = append(turns, tr)
 		ws = append(ws, storage.Write{Turn: tr})
 	}
 	// Truncations of the same turn apply in order: the last one wins.
 	for _, text := range []string{"a", "b", "c"} {
-		ws = append(ws, storage.Write{Truncate: &storage.TruncateWrite{TenantID: "t1", ConversationID: c.ID, ItemID: "item-7", Text: text}})
+		ws = append(ws, storage.Write{Truncate: &storage.TruncateWrite{TenantID: "t1", ConversationID: c.ID, ItemID: "item-7", TextSealed: sealed(text)}})
 	}
 	// Two ends: the first wins.
 	first, second := c.StartedAt.Add(10*time.Second), c.StartedAt.Add(20*time.Second)
@@ -1094,7 +1114,7 @@ func testWriteBatchOrder(t *testing.T, s storage.Store) {
 	if len(got) != n {
 		t.Fatalf("ListTurns = %d turns, want %d", len(got), n)
 	}
-	turns[6].Text = "c"
+	turns[6].TextSealed = sealed("c")
 	for i, tr := range turns {
 		if tr.Seq != i+1 {
 			t.Errorf("turn %s: assigned Seq = %d, want %d", tr.ID, tr.Seq, i+1)
@@ -1105,6 +1125,42 @@ func testWriteBatchOrder(t *testing.T, s storage.Store) {
 	checkTime(t, "EndedAt", conv.EndedAt, first)
 	if conv.TurnCount != n || conv.DurationMS != 10000 {
 		t.Errorf("TurnCount=%d DurationMS=%d, want %d 10000", conv.TurnCount, conv.DurationMS, n)
+	}
+}
+
+func testWriteBatchEndLanguageSentiment(t *testing.T, s storage.Store) {
+	ctx := t.Context()
+	// set: the end brings the language detected and the mean sentiment.
+	set := conversation("t1", "conv-set", t0.Add(time.Hour))
+	set.Language = ""
+	// kept: an end without them keeps the language the conversation had.
+	kept := conversation("t1", "conv-kept", t0.Add(time.Hour))
+	// plain: EndConversation (no language, no sentiment) changes neither.
+	plain := conversation("t1", "conv-plain", t0.Add(time.Hour))
+	plain.EndUser = "eu_plain"
+	for _, c := range []*storage.Conversation{set, kept, plain} {
+		mustCreate(t, s, c)
+	}
+	end := t0.Add(30 * time.Second)
+	ws := []storage.Write{
+		{End: &storage.EndWrite{TenantID: "t1", ID: set.ID, At: end, Language: "en-US", Sentiment: -0.3333333333333333}},
+		// A second end changes nothing: neither the end nor the language
+		// nor the sentiment.
+		{End: &storage.EndWrite{TenantID: "t1", ID: set.ID, At: end.Add(time.Minute), Language: "de-DE", Sentiment: 0.9}},
+		{End: &storage.EndWrite{TenantID: "t1", ID: kept.ID, At: end}},
+		// Another tenant cannot end it, nor set its language.
+		{End: &storage.EndWrite{TenantID: "t2", ID: kept.ID, At: end, Language: "xx", Sentiment: 1}},
+	}
+	wantBatchErrs(t, mustBatch(t, s, ws), []error{nil, nil, nil, storage.ErrNotFound})
+	if err := s.EndConversation(ctx, "t1", plain.ID, end); err != nil {
+		t.Fatalf("EndConversation: %v", err)
+	}
+	for _, c := range []*storage.Conversation{set, kept, plain} {
+		c.EndedAt, c.DurationMS = end, ms(end).Sub(ms(c.StartedAt)).Milliseconds()
+	}
+	set.Language, set.Sentiment = "en-US", -0.3333333333333333
+	for _, c := range []*storage.Conversation{set, kept, plain} {
+		checkConversation(t, mustGet(t, s, "t1", c.ID), c)
 	}
 }
 
@@ -1120,12 +1176,13 @@ func testWriteBatchInvalid(t *testing.T, s storage.Store) {
 		{Turn: noExpiry},
 		{Create: badConv},
 		{End: &storage.EndWrite{TenantID: "t1", ID: c.ID}}, // zero At
+		{End: &storage.EndWrite{TenantID: "t1", ID: c.ID, At: t0, Sentiment: math.Inf(1)}},
 		{Turn: good},
-		{Truncate: &storage.TruncateWrite{TenantID: "t1", ConversationID: c.ID, ItemID: "item-x", Text: "x"}},
+		{Truncate: &storage.TruncateWrite{TenantID: "t1", ConversationID: c.ID, ItemID: "item-x", TextSealed: sealed("x")}},
 	}
 	errs := mustBatch(t, s, ws)
 	wantBatchErrs(t, errs, []error{nil, storage.ErrInvalid, storage.ErrInvalid, storage.ErrInvalid,
-		storage.ErrInvalid, storage.ErrInvalid, nil, storage.ErrNotFound})
+		storage.ErrInvalid, storage.ErrInvalid, storage.ErrInvalid, nil, storage.ErrNotFound})
 	c.TurnCount = 1
 	checkConversation(t, mustGet(t, s, "t1", c.ID), c) // not ended
 	if got := mustList(t, s, "t1", c.ID); len(got) != 1 {
@@ -1220,9 +1277,12 @@ func testWriteBatchConcurrent(t *testing.T, s storage.Store) {
 type Legacy struct {
 	// Write inserts c and turns with the SQL of version 1, the way a node
 	// still running it would: raw INSERTs naming only the columns of
-	// migration 1, so the voice latency fields (EndOfTurnMS and after) are
-	// not written. c.TurnCount and every turn's Seq are set by the suite
-	// and stored as given. Write is called before and after Open.
+	// migration 1, so the voice latency fields (EndOfTurnMS and after),
+	// EndUser and the sentiments are not written. A turn's TextSealed is
+	// written as version 1's plaintext text column (the suite makes it
+	// valid UTF-8 there): it is the plaintext Privacy.LegacyPlaintext
+	// finds. c.TurnCount and every turn's Seq are set by the suite and
+	// stored as given. Write is called before and after Open.
 	Write func(t *testing.T, c *storage.Conversation, turns []*storage.Turn)
 	// WriteAPIKey inserts k with the SQL of version 1 (the columns of
 	// migration 1 only), before or after Open.
@@ -1230,6 +1290,89 @@ type Legacy struct {
 	// Open opens a Backend on the database with the current code, which
 	// applies the later migrations, and closes it when the test ends.
 	Open func(t *testing.T) storage.Backend
+}
+
+// legacyTurn is a turn as version 1 wrote it: plaintext text (valid
+// UTF-8, in TextSealed for Legacy.Write), no sentiment.
+func legacyTurn(c *storage.Conversation, id string, seq int) *storage.Turn {
+	tr := turn(c, id, seq, t0.Add(time.Hour))
+	tr.TextSealed = []byte("Bonjour " + id + ", ça va ?")
+	tr.Sentiment = 0
+	return tr
+}
+
+// asUpgraded is what ListTurns returns for a turn version 1 wrote, until
+// its plaintext is sealed (Privacy.ReplaceLegacy): its text still counts
+// as stored, but there is no sealed text to hand out (the plaintext is
+// never returned as if it were sealed).
+func asUpgraded(tr *storage.Turn) *storage.Turn {
+	u := *tr
+	u.TextSealed = nil
+	return &u
+}
+
+// checkLegacyTurns checks, on a Backend, that the plaintext of the turns
+// version 1 wrote (before the upgrade and during it) is found by
+// LegacyPlaintext, replaced by ReplaceLegacy, and then read back sealed
+// and found no more.
+func checkLegacyTurns(t *testing.T, s storage.Store, turns []*storage.Turn) {
+	t.Helper()
+	p, isBackend := s.(storage.Backend)
+	if !isBackend {
+		return
+	}
+	ctx := t.Context()
+	rows, err := p.LegacyPlaintext(ctx, 1000)
+	if err != nil {
+		t.Fatalf("LegacyPlaintext: %v", err)
+	}
+	found := map[string]storage.LegacyRow{}
+	for _, r := range rows {
+		if r.Kind == storage.LegacyTurn {
+			found[r.ConversationID+"/"+r.ID] = r
+		}
+	}
+	if len(found) != len(turns) {
+		t.Errorf("LegacyPlaintext found %d turns, want %d: %+v", len(found), len(turns), rows)
+	}
+	for _, tr := range turns {
+		r, ok := found[tr.ConversationID+"/"+tr.ID]
+		if !ok {
+			t.Errorf("LegacyPlaintext: turn %s/%s not found", tr.ConversationID, tr.ID)
+			continue
+		}
+		if r.TenantID != tr.TenantID || !bytes.Equal(r.Plaintext, tr.TextSealed) {
+			t.Errorf("legacy row %+v: want tenant %s, plaintext %q", r, tr.TenantID, tr.TextSealed)
+		}
+		if err := p.ReplaceLegacy(ctx, r, sealed(string(r.Plaintext))); err != nil {
+			t.Errorf("ReplaceLegacy(%s/%s): %v", tr.ConversationID, tr.ID, err)
+		}
+	}
+	rows, err = p.LegacyPlaintext(ctx, 1000)
+	if err != nil {
+		t.Fatalf("LegacyPlaintext after ReplaceLegacy: %v", err)
+	}
+	for _, r := range rows {
+		if r.Kind == storage.LegacyTurn {
+			t.Errorf("LegacyPlaintext after ReplaceLegacy still finds %+v", r)
+		}
+	}
+	for _, tr := range turns {
+		for _, got := range mustList(t, s, tr.TenantID, tr.ConversationID) {
+			if got.ID == tr.ID {
+				want := *tr
+				want.TextSealed = sealed(string(tr.TextSealed))
+				checkTurn(t, &got, &want)
+			}
+		}
+	}
+	// A row already replaced is gone for ReplaceLegacy.
+	if len(turns) > 0 {
+		tr := turns[0]
+		err := p.ReplaceLegacy(ctx, storage.LegacyRow{Kind: storage.LegacyTurn, TenantID: tr.TenantID,
+			ConversationID: tr.ConversationID, ID: "item-never"}, sealed("x"))
+		wantErr(t, "ReplaceLegacy(missing turn)", err, storage.ErrNotFound)
+	}
 }
 
 // RunUpgradeFrom1 checks the upgrade from schema version 1: rows written
@@ -1245,7 +1388,7 @@ func RunUpgradeFrom1(t *testing.T, legacy func(t *testing.T) Legacy) {
 	v1Turns := func(c *storage.Conversation, n int) []*storage.Turn {
 		var turns []*storage.Turn
 		for seq := 1; seq <= n; seq++ {
-			turns = append(turns, turn(c, fmt.Sprint("item-", seq), seq, t0.Add(time.Hour)))
+			turns = append(turns, legacyTurn(c, fmt.Sprint("item-", seq), seq))
 		}
 		turns[0].Role = storage.RoleUser
 		turns[0].Latency = storage.Latency{}
@@ -1274,9 +1417,10 @@ func RunUpgradeFrom1(t *testing.T, legacy func(t *testing.T) Legacy) {
 		}
 		for i, want := range tc.turns {
 			// want.Latency has zero voice fields: they must read back 0.
-			checkTurn(t, &got[i], want)
+			checkTurn(t, &got[i], asUpgraded(want))
 		}
 	}
+	checkLegacyTurns(t, s, append(append([]*storage.Turn{}, beforeTurns...), duringTurns...))
 
 	// The upgraded store appends after the old turns (turn_count carried
 	// over) and keeps every latency field.

@@ -4,6 +4,7 @@ package check
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"parley/storage"
@@ -23,6 +24,15 @@ func Conversation(c *storage.Conversation) error {
 	case c.ExpiresAt.IsZero():
 		return invalid("Conversation", "ExpiresAt")
 	}
+	return Sentiment("Conversation.Sentiment", c.Sentiment)
+}
+
+// Sentiment checks a sentiment score: in [-1, 1] (so not NaN, which not
+// every database keeps).
+func Sentiment(field string, v float64) error {
+	if math.IsNaN(v) || v < -1 || v > 1 {
+		return fmt.Errorf("%w: %s must be between -1 and 1, got %v", storage.ErrInvalid, field, v)
+	}
 	return nil
 }
 
@@ -40,7 +50,7 @@ func Turn(t *storage.Turn) error {
 	case t.Seq < 0:
 		return fmt.Errorf("%w: Turn.Seq is negative", storage.ErrInvalid)
 	}
-	return nil
+	return Sentiment("Turn.Sentiment", t.Sentiment)
 }
 
 // APIKey checks the fields an API key row cannot do without.
@@ -74,8 +84,18 @@ func End(at time.Time) error {
 	return nil
 }
 
+// EndWrite checks an end in a batch: its time, and the sentiment it
+// brings.
+func EndWrite(e *storage.EndWrite) error {
+	if err := End(e.At); err != nil {
+		return err
+	}
+	return Sentiment("EndWrite.Sentiment", e.Sentiment)
+}
+
 // Write checks one write of a batch the way the single method it stands
-// for checks its arguments.
+// for checks its arguments; Audio and Usage writes with their record's
+// Validate.
 func Write(w *storage.Write) error {
 	switch {
 	case !w.Valid():
@@ -85,7 +105,11 @@ func Write(w *storage.Write) error {
 	case w.Turn != nil:
 		return Turn(w.Turn)
 	case w.End != nil:
-		return End(w.End.At)
+		return EndWrite(w.End)
+	case w.Audio != nil:
+		return w.Audio.Validate()
+	case w.Usage != nil:
+		return w.Usage.Validate()
 	}
 	return nil // Truncate: nothing to check, a missing turn is ErrNotFound
 }
