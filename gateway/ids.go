@@ -3,6 +3,9 @@ package gateway
 import (
 	"crypto/rand"
 	"strconv"
+	"time"
+
+	"parley/internal/timeid"
 )
 
 const idAlphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -20,14 +23,15 @@ func randomID(n int) string {
 }
 
 // idGen makes the ids of one session's items, responses and events: a
-// random per-session stem plus a counter, so ids are unique without a
-// random read per id.
+// per-session stem (time-ordered, then random: internal/timeid) plus a
+// counter, so ids are unique without a random read per id, and a
+// session's conversation id sorts by its start.
 type idGen struct {
 	stem string
 	n    uint64
 }
 
-func newIDGen() idGen { return idGen{stem: randomID(10)} }
+func newIDGen(now time.Time) idGen { return idGen{stem: timeid.New(now)} }
 
 func (g *idGen) next(prefix string) string {
 	g.n++

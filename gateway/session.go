@@ -126,7 +126,7 @@ type response struct {
 func newSession(srv *Server, conn eventConn, a *agent.Agent, p Principal, channel string) *session {
 	s := &session{
 		srv: srv, conn: conn, agent: a, principal: p, channel: channel,
-		ids:        newIDGen(),
+		ids:        newIDGen(srv.now()),
 		byID:       map[string]*realtime.Item{},
 		inbound:    make(chan inbound),
 		readerDone: make(chan struct{}),

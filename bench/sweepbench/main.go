@@ -53,6 +53,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"parley/config"
+	"parley/internal/timeid"
 	"parley/storage"
 	"parley/storage/postgres"
 	"parley/storage/sqlite"
@@ -86,6 +87,7 @@ func main() {
 	backend := flag.String("backend", "both", "sqlite, postgres or both")
 	loadWith := flag.String("load", "bulk", "how to load the rows (setup, not measured): bulk (SQLite: prepared INSERTs; PostgreSQL: COPY) or api (Store.WriteBatch)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the first backend's sweep (not the loading) to this file")
+	flag.BoolVar(&randomIDs, "random-ids", false, "random conversation ids (parleyd's before internal/timeid) instead of time-ordered ones")
 	flag.Parse()
 	cfg := options{turns: *turns, batch: *batch, pgURL: os.Getenv(envURL), api: *loadWith == "api", profile: *profile}
 	if *loadWith != "api" && *loadWith != "bulk" {
@@ -331,7 +333,9 @@ func apiLoader(s storage.Store) loader {
 // voice session lasts about 50 s, so about 100 run at once), and a turn is
 // appended when it starts: the turns table is filled in time order, the
 // turns of concurrent conversations interleaved. Conversation ids are
-// random, as parleyd's are, so the primary keys are in no time order.
+// made as parleyd makes them (internal/timeid: a time prefix, then
+// randomness), so they sort by start; -random-ids gives random ids
+// instead, which is how parleyd made them before, to compare.
 // Every row expires at its start plus its retention (storage.Retention),
 // at millisecond precision: the expired half (every other conversation)
 // had a retention of an hour, the other half of 26 hours, as two tenants
@@ -351,19 +355,30 @@ const (
 	longRetained  = 26 * time.Hour
 )
 
+// randomIDs makes load use random conversation ids (-random-ids).
+var randomIDs bool
+
 func newLoaded(n int, now time.Time) *loaded {
 	l := &loaded{now: now}
 	ids := mrand.New(mrand.NewPCG(1, 2)) // the same ids every run
 	for i := 0; n > 0; i++ {
 		k := min(turnsPerConv, n)
 		n -= k
-		l.convs = append(l.convs, conv{id: fmt.Sprintf("conv_%016x", ids.Uint64()), i: i, turns: k, expired: i%2 == 0})
+		l.convs = append(l.convs, conv{i: i, turns: k, expired: i%2 == 0})
 	}
 	// At most 20 hours of conversations, so that every expired row
 	// (started by base+20h+50s, kept an hour) expired by now, and no other
 	// (started at base or later, kept 26 hours) did.
 	l.spacing = min(500*time.Millisecond, 20*time.Hour/time.Duration(max(1, len(l.convs))))
 	l.base = now.Add(-time.Duration(len(l.convs))*l.spacing - time.Hour - 10*time.Minute)
+	for i := range l.convs {
+		c := &l.convs[i]
+		if randomIDs {
+			c.id = fmt.Sprintf("conv_%016x", ids.Uint64())
+		} else {
+			c.id = "conv_" + timeid.New(l.base.Add(time.Duration(c.i)*l.spacing))
+		}
+	}
 	// A sealed transcript: nonce, ~130 bytes of ciphertext, tag.
 	l.text = make([]byte, 12+130+16)
 	rand.Read(l.text)

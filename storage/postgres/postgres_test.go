@@ -651,8 +651,11 @@ func TestUpgradeFrom4(t *testing.T) {
 	if rows, err := s.LegacyPlaintext(ctx, 1); err != nil || len(rows) != 1 || !legacyEqual(rows[0], want[0]) {
 		t.Errorf("LegacyPlaintext(1) = %+q, %v; want the first row", rows, err)
 	}
-	if rows, err := s.LegacyPlaintext(ctx, 2); err != nil || !slices.EqualFunc(rows, want[:2], legacyEqual) {
-		t.Errorf("LegacyPlaintext(2) = %+q, %v; want the turns", rows, err)
+	// The next call starts after the row the last one returned, and looks
+	// below it when it finds too few after it: i3, then i1 again (it was
+	// not replaced).
+	if rows, err := s.LegacyPlaintext(ctx, 2); err != nil || !slices.EqualFunc(rows, []storage.LegacyRow{want[1], want[0]}, legacyEqual) {
+		t.Errorf("LegacyPlaintext(2) = %+q, %v; want i3 and i1", rows, err)
 	}
 	if _, err := s.LegacyPlaintext(ctx, 0); !errors.Is(err, storage.ErrInvalid) {
 		t.Errorf("LegacyPlaintext(0) error = %v, want ErrInvalid", err)
@@ -727,3 +730,152 @@ func legacyEqual(a, b storage.LegacyRow) bool {
 }
 
 func sealedOf(r storage.LegacyRow) []byte { return append([]byte("sealed\x00"), r.Plaintext...) }
+
+// TestLegacyPlaintextLoop seals a version 4 schema's plaintext the way
+// parleyd does, in small batches until LegacyPlaintext finds nothing, while
+// a version 4 node writes a plaintext turn that sorts before the rows
+// already walked: it is sealed all the same (the batch after the last
+// full one finds nothing after its cursor, and looks below it).
+func TestLegacyPlaintextLoop(t *testing.T) {
+	ctx := t.Context()
+	u := pgtest.FreshSchema(t)
+	ms, err := migrate.Load(migrationFS, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := applyMigrations(ctx, cfg, ms[:4]); err != nil {
+		t.Fatalf("apply migrations 1-4: %v", err)
+	}
+	old := v4{u}
+	now := time.Now()
+	for _, c := range []string{"c1", "c5"} {
+		old.exec(t, `INSERT INTO conversations
+			(id, tenant_id, agent_id, channel, language, started_at, duration_ms, turn_count, expires_at)
+			VALUES ($1, 'default', 'a1', 'webrtc', 'fr-FR', $2, 0, 0, $3)`, c, ts(now), ts(now.Add(time.Hour)))
+	}
+	v4Turn := func(conv string, seq int) {
+		text := fmt.Sprintf("plaintext %s/%d", conv, seq)
+		old.turn(t, &storage.Turn{ID: fmt.Sprintf("item-%02d", seq), ConversationID: conv, TenantID: storage.DefaultTenant,
+			Seq: seq, TextStored: true, StartedAt: now, EndedAt: now, ExpiresAt: now.Add(time.Hour)}, &text)
+	}
+	for seq := 1; seq <= 9; seq++ {
+		v4Turn("c5", seq)
+	}
+	s := open(t, u)
+	sealed, calls := 0, 0
+	for ; calls < 100; calls++ {
+		rows, err := s.LegacyPlaintext(ctx, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) == 0 {
+			break
+		}
+		if calls == 1 {
+			v4Turn("c1", 1) // before every row walked so far
+		}
+		for _, r := range rows {
+			if err := s.ReplaceLegacy(ctx, r, sealedOf(r)); err != nil {
+				t.Errorf("ReplaceLegacy(%s/%s): %v", r.ConversationID, r.ID, err)
+			}
+			sealed++
+		}
+	}
+	var left int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM turns WHERE text IS NOT NULL`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 || sealed != 10 {
+		t.Errorf("after %d calls: %d turns sealed, %d plaintext left; want 10 and 0", calls, sealed, left)
+	}
+}
+
+// TestPrivacyRaces runs the privacy writes that several nodes may make at
+// once from four Stores on one database: one data key is created, one
+// rewrap from a master key wins and the others see ErrConflict, and usage
+// events written concurrently are all counted in their daily rollup.
+func TestPrivacyRaces(t *testing.T) {
+	u := pgtest.FreshSchema(t)
+	nodes := []*Store{open(t, u), open(t, u), open(t, u), open(t, u)}
+	ctx := t.Context()
+	now := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
+	if err := nodes[0].CreateTenant(ctx, &storage.Tenant{ID: "t1", Name: "T1", Plan: storage.PlanFree, CreatedAt: now}, ""); err != nil {
+		t.Fatal(err)
+	}
+	race := func(f func(node int, s *Store) error) []error {
+		t.Helper()
+		errs := make([]error, 4*len(nodes))
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { errs[i] = f(i, nodes[i%len(nodes)]) })
+		}
+		wg.Wait()
+		return errs
+	}
+	count := func(what string, errs []error, want error) int {
+		t.Helper()
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, want):
+				t.Errorf("%s: %v, want nil or %v", what, err, want)
+			}
+		}
+		return won
+	}
+
+	errs := race(func(i int, s *Store) error {
+		return s.CreateDataKey(ctx, &storage.DataKey{TenantID: "t1", MasterKeyID: "m1", Wrapped: []byte{byte(i)}, CreatedAt: now})
+	})
+	if won := count("CreateDataKey", errs, storage.ErrConflict); won != 1 {
+		t.Errorf("CreateDataKey: %d nodes won, want 1", won)
+	}
+	errs = race(func(i int, s *Store) error {
+		return s.RewrapDataKey(ctx, &storage.DataKey{TenantID: "t1", MasterKeyID: "m2", Wrapped: []byte{0xA0, byte(i)}, CreatedAt: now}, "m1")
+	})
+	if won := count("RewrapDataKey", errs, storage.ErrConflict); won != 1 {
+		t.Errorf("RewrapDataKey: %d nodes won, want 1", won)
+	}
+	k, err := nodes[0].GetDataKey(ctx, "t1")
+	if err != nil || k.MasterKeyID != "m2" || len(k.Wrapped) != 2 || k.Wrapped[0] != 0xA0 {
+		t.Errorf("data key after the rewrap race = %+v, %v", k, err)
+	}
+
+	c := &storage.Conversation{ID: "c1", TenantID: "t1", Channel: "webrtc", Language: "fr", StartedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := nodes[0].CreateConversation(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	errs = race(func(i int, s *Store) error {
+		var ws []storage.Write
+		for j := range 5 {
+			ws = append(ws, storage.Write{Usage: &storage.UsageEvent{ID: fmt.Sprintf("u-%d-%d", i, j), TenantID: "t1",
+				ConversationID: "c1", Channel: "webrtc", Language: "fr", At: now, DurationMS: 10, ExpiresAt: now.Add(time.Hour)}})
+		}
+		// And one event every node writes: counted once.
+		ws = append(ws, storage.Write{Usage: &storage.UsageEvent{ID: "u-shared", TenantID: "t1",
+			ConversationID: "c1", Channel: "webrtc", Language: "fr", At: now, DurationMS: 1000, ExpiresAt: now.Add(time.Hour)}})
+		errs, err := s.WriteBatch(ctx, ws)
+		if err != nil {
+			return err
+		}
+		for _, e := range errs[:5] {
+			if e != nil {
+				return e
+			}
+		}
+		return errs[5]
+	})
+	if won := count("usage", errs, storage.ErrConflict); won != 1 {
+		t.Errorf("the shared usage event was stored by %d nodes, want 1", won)
+	}
+	days, err := nodes[0].ListUsageDays(ctx, "t1", now.Add(-24*time.Hour), now.Add(24*time.Hour))
+	if err != nil || len(days) != 1 || days[0].Conversations != len(errs)*5+1 || days[0].DurationMS != int64(len(errs)*50+1000) {
+		t.Errorf("rollups = %+v, %v; want one day of %d conversations, %d ms", days, err, len(errs)*5+1, len(errs)*50+1000)
+	}
+}

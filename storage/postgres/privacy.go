@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -493,9 +494,42 @@ func (s *Store) HasData(ctx context.Context) (bool, error) {
 	return has, err
 }
 
-// LegacyPlaintext implements storage.Privacy: turns first, then agents,
-// each through its partial index of the rows still holding plaintext
-// (turns_legacy_idx, agents_legacy_idx). limit is checked like a List
+// legacyKinds are what LegacyPlaintext walks, in order: each through its
+// partial index of the rows still holding plaintext (turns_legacy_idx,
+// agents_legacy_idx), by the index's key.
+var legacyKinds = [...]struct{ kind, cols, from, key string }{
+	{storage.LegacyTurn, `tenant_id, conversation_id, id, text`, `turns WHERE text IS NOT NULL`, `conversation_id, id`},
+	{storage.LegacyAgent, `tenant_id, '', id, settings`, `agents WHERE octet_length(settings) > 0`, `tenant_id, id`},
+}
+
+// legacyCursors remember, for each of legacyKinds, the key of the last row
+// LegacyPlaintext returned, so that the next call starts after it: the
+// caller replaces the rows it got (the index entries of a replaced row stay
+// until VACUUM), and starting every call at the first key would step over
+// all of them again, a cost growing with every batch of a large upgrade.
+// A call that finds too few rows after the cursor looks again from the
+// start, so that a row below it (written meanwhile by a node still running
+// the previous version, or not replaced) is still found before
+// LegacyPlaintext returns nothing.
+type legacyCursors struct {
+	mu  sync.Mutex
+	key [len(legacyKinds)]*[2]string // nil: the start
+}
+
+func (c *legacyCursors) get(i int) *[2]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.key[i]
+}
+
+func (c *legacyCursors) set(i int, key *[2]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.key[i] = key
+}
+
+// LegacyPlaintext implements storage.Privacy: turns first, then agents
+// (see legacyKinds and legacyCursors). limit is checked like a List
 // method's (storage.PageLimit).
 func (s *Store) LegacyPlaintext(ctx context.Context, limit int) ([]storage.LegacyRow, error) {
 	limit, err := storage.PageLimit(limit)
@@ -503,30 +537,51 @@ func (s *Store) LegacyPlaintext(ctx context.Context, limit int) ([]storage.Legac
 		return nil, err
 	}
 	list := []storage.LegacyRow{}
-	for _, q := range []struct{ kind, query string }{
-		{storage.LegacyTurn, `SELECT tenant_id, conversation_id, id, text FROM turns
-			WHERE text IS NOT NULL ORDER BY conversation_id, id LIMIT $1`},
-		{storage.LegacyAgent, `SELECT tenant_id, '', id, settings FROM agents
-			WHERE octet_length(settings) > 0 ORDER BY tenant_id, id LIMIT $1`},
-	} {
-		if len(list) == limit {
+	for i, k := range legacyKinds {
+		want := limit - len(list)
+		if want == 0 {
 			break
 		}
-		rows, err := s.pool.Query(ctx, q.query, limit-len(list))
-		if err != nil {
-			return nil, err
-		}
-		found, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (storage.LegacyRow, error) {
-			r := storage.LegacyRow{Kind: q.kind}
-			err := row.Scan(&r.TenantID, &r.ConversationID, &r.ID, &r.Plaintext)
-			if r.Plaintext == nil {
-				r.Plaintext = []byte{} // an empty legacy text is still a row to seal
+		query := func(cond string, n int, args ...any) ([]storage.LegacyRow, error) {
+			rows, err := s.pool.Query(ctx, `SELECT `+k.cols+` FROM `+k.from+cond+` ORDER BY `+k.key+
+				fmt.Sprintf(` LIMIT $%d`, len(args)+1), append(args, n)...)
+			if err != nil {
+				return nil, err
 			}
-			return r, err
-		})
+			return pgx.CollectRows(rows, func(row pgx.CollectableRow) (storage.LegacyRow, error) {
+				r := storage.LegacyRow{Kind: k.kind}
+				err := row.Scan(&r.TenantID, &r.ConversationID, &r.ID, &r.Plaintext)
+				if r.Plaintext == nil {
+					r.Plaintext = []byte{} // an empty legacy text is still a row to seal
+				}
+				return r, err
+			})
+		}
+		cur := s.legacy.get(i)
+		var found []storage.LegacyRow
+		if cur == nil {
+			found, err = query(``, want)
+		} else {
+			found, err = query(` AND (`+k.key+`) > ($1, $2)`, want, cur[0], cur[1])
+			if err == nil && len(found) < want {
+				var below []storage.LegacyRow
+				below, err = query(` AND (`+k.key+`) <= ($1, $2)`, want-len(found), cur[0], cur[1])
+				found = append(found, below...)
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
+		cur = nil // short: nothing else is left, start over next time
+		if len(found) == want {
+			last := found[len(found)-1]
+			if k.kind == storage.LegacyTurn {
+				cur = &[2]string{last.ConversationID, last.ID}
+			} else {
+				cur = &[2]string{last.TenantID, last.ID}
+			}
+		}
+		s.legacy.set(i, cur)
 		list = append(list, found...)
 	}
 	return list, nil

@@ -770,6 +770,7 @@ func ephemeralKey(id string, n int, fill byte, expires time.Time) *storage.Ephem
 		Prefix:    fmt.Sprintf("ek_%09d", n),
 		Hash:      bytes.Repeat([]byte{fill}, 32),
 		Session:   []byte(`{"voice":"alloy","instructions":"Réponds en français."}`),
+		EndUser:   "eu_0123456789abcdef0123456789abcdef",
 		CreatedAt: t0,
 		ExpiresAt: expires,
 	}
@@ -807,7 +808,7 @@ func checkEphemeralKey(t *testing.T, got, want *storage.EphemeralKey, usedAt tim
 	t.Helper()
 	if got.ID != want.ID || got.TenantID != want.TenantID || got.KeyID != want.KeyID ||
 		got.AgentID != want.AgentID || got.Prefix != want.Prefix || !bytes.Equal(got.Hash, want.Hash) ||
-		!bytes.Equal(got.Session, want.Session) {
+		!bytes.Equal(got.Session, want.Session) || got.EndUser != want.EndUser {
 		t.Errorf("ephemeral key = %+v\nwant %+v", got, want)
 	}
 	checkTime(t, "CreatedAt", got.CreatedAt, want.CreatedAt)
@@ -819,7 +820,7 @@ func testEphemeralKeys(t *testing.T, s storage.Store) {
 	k := ephemeralKey("ek_id_1", 1, 0x01, t0.Add(time.Hour))
 	mustCreateEphemeralKey(t, s, k)
 	bare := ephemeralKey("ek_id_2", 2, 0x02, t0.Add(time.Hour))
-	bare.KeyID, bare.Session, bare.CreatedAt = "", nil, time.Time{}
+	bare.KeyID, bare.Session, bare.CreatedAt, bare.EndUser = "", nil, time.Time{}, ""
 	mustCreateEphemeralKey(t, s, bare)
 
 	// What finds no key, and does not use it up either.

@@ -112,3 +112,7 @@ CREATE TABLE usage_days (
     duration_ms   bigint      NOT NULL,
     PRIMARY KEY (tenant_id, day, channel, language)
 );
+
+-- The end user an ephemeral key was minted for, as a pseudonym ('' when
+-- none was named).
+ALTER TABLE ephemeral_keys ADD COLUMN end_user text NOT NULL DEFAULT '';
