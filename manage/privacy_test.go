@@ -706,6 +706,18 @@ func TestAgentSettingsSealed(t *testing.T) {
 	if r.body["settings"].(map[string]any)["top_k"] != 3.0 {
 		t.Fatalf("get: %s", r.raw)
 	}
+	// The response a create stores for its Idempotency-Key holds the
+	// knowledge too: it is sealed as well, and still replays.
+	body := map[string]any{"id": "support", "settings": map[string]any{"knowledge": map[string]any{"faq.md": doc}}}
+	r1 := w.do("POST", base+"/agents", w.memberTok, body, "Idempotency-Key", "k-sealed")
+	w.want(r1, 201, "")
+	rec, err := w.store.GetIdempotency(ctx, w.A.ID, "k-sealed")
+	if err != nil || strings.Contains(string(rec.Body), "euros") || len(rec.Body) == 0 {
+		t.Fatalf("stored idempotency body %q (%v): want it sealed", rec.Body, err)
+	}
+	if r2 := w.do("POST", base+"/agents", w.memberTok, body, "Idempotency-Key", "k-sealed"); r2.raw != r1.raw || r2.hdr.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("replay %q, want %q", r2.raw, r1.raw)
+	}
 	// An update that leaves the settings keeps them (sealed anew).
 	r = w.do("PATCH", base+"/agents/sales", w.memberTok, map[string]any{"name": "Sales"})
 	w.want(r, 200, "")

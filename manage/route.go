@@ -1,6 +1,7 @@
 package manage
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -363,10 +364,14 @@ func (c *call) idempotent(key string) (any, error) {
 			return nil, &apiErr{status: http.StatusConflict, code: "idempotency_key_in_progress", param: "Idempotency-Key",
 				msg: "a request with this Idempotency-Key is still running; retry shortly"}
 		}
+		body, err := c.openIdempotent(key, rec.Body)
+		if err != nil {
+			return nil, err
+		}
 		c.replayed = true
 		c.status = rec.Status
 		c.w.Header().Set("Idempotent-Replayed", "true")
-		return rawBody(rec.Body), nil
+		return rawBody(body), nil
 	}
 	if err != nil {
 		return nil, err
@@ -384,10 +389,45 @@ func (c *call) idempotent(key string) (any, error) {
 		return nil, err
 	}
 	stored, _ := redactSecrets(b)
-	if err := c.a.o.Accounts.CompleteIdempotency(context.WithoutCancel(ctx), c.tenant.ID, key, c.route.Status, append(stored, '\n')); err != nil {
+	stored, err = c.sealIdempotent(key, append(stored, '\n'))
+	if err != nil {
+		c.a.log.Warn().Err(err).Str("route", c.route.Pattern).Msg("sealing the idempotency record failed; it is not stored")
+	} else if err := c.a.o.Accounts.CompleteIdempotency(context.WithoutCancel(ctx), c.tenant.ID, key, c.route.Status, stored); err != nil {
 		c.a.log.Warn().Err(err).Str("route", c.route.Pattern).Msg("storing the idempotency record failed")
 	}
 	return rawBody(append(b, '\n')), nil
+}
+
+// A stored response can hold tenant content (an agent's settings are its
+// knowledge documents), so it is sealed like every other record of the
+// tenant's content: idempotencyMagic, then the sealed body. Records
+// stored before sealing (plain JSON) still replay.
+const idempotencyMagic = "\x00sealed1"
+
+func idempotencyAAD(tenantID, key string) []byte {
+	return []byte("parley idempotency v1\x00" + tenantID + "\x00" + key)
+}
+
+func (c *call) sealIdempotent(key string, body []byte) ([]byte, error) {
+	if c.a.o.Keyring == nil {
+		return body, nil
+	}
+	sealed, err := c.a.o.Keyring.Seal(context.WithoutCancel(c.ctx()), c.tenant.ID, body, idempotencyAAD(c.tenant.ID, key))
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(idempotencyMagic), sealed...), nil
+}
+
+func (c *call) openIdempotent(key string, stored []byte) ([]byte, error) {
+	sealed, ok := bytes.CutPrefix(stored, []byte(idempotencyMagic))
+	if !ok {
+		return stored, nil
+	}
+	if c.a.o.Keyring == nil {
+		return nil, errNoKeyring
+	}
+	return c.a.o.Keyring.Open(c.ctx(), c.tenant.ID, sealed, idempotencyAAD(c.tenant.ID, key))
 }
 
 // redactSecrets nulls the one-time secrets of a response object.
