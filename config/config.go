@@ -279,7 +279,7 @@ func Default() Config {
 		},
 		Storage:   Storage{URL: "./data/parley.db", SweepInterval: time.Hour, SweepBatch: 1000},
 		Retention: Retention{TranscriptDays: 90, MetadataDays: 365},
-		Privacy: Privacy{MasterKeyFile: "./data/master.key", GenerateMasterKey: true, AudioDays: 30,
+		Privacy: Privacy{MasterKeyFile: "./keys/master.key", GenerateMasterKey: true, AudioDays: 30,
 			RedactEmails: true, RedactPhones: true, RedactCards: true, RedactIBANs: true},
 		Log:      Log{Level: "info", Format: "auto"},
 		Shutdown: Shutdown{DrainTimeout: 30 * time.Second},

@@ -13,6 +13,7 @@ import (
 	"parley/agent"
 	"parley/realtime"
 	"parley/storage"
+	"parley/storage/seal"
 )
 
 // Ephemeral keys ("ek_…") let a browser or app open one session (a WebRTC
@@ -194,7 +195,13 @@ func (s *Server) redeem(ctx context.Context, key string, unauth func(code, msg s
 	}
 	g := grant{principal: Principal{TenantID: k.TenantID, KeyID: k.KeyID}, ephemeral: true, agent: a, endUser: k.EndUser}
 	if len(k.Session) > 0 {
-		u, e := realtime.DecodeSessionUpdate(k.Session, "session")
+		session, err := s.opts.Sealer.Open(ctx, k.TenantID, k.Session, seal.SessionAAD(k.TenantID, k.ID))
+		if err != nil {
+			s.log.Error().Err(err).Msg("opening an ephemeral key's session failed")
+			return grant{}, &httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: "auth_unavailable",
+				msg: "the ephemeral key's session could not be read; mint a new key"}
+		}
+		u, e := realtime.DecodeSessionUpdate(session, "session")
 		if e != nil { // validated when minted; a change of Parley version may still refuse it
 			return grant{}, fromRealtime(e)
 		}
@@ -289,6 +296,13 @@ func (s *Server) clientSecrets(w http.ResponseWriter, r *http.Request) {
 			msg: "this publishable key is not bound to agent " + quote(a.ID)}).write(w)
 		return
 	}
+	if publishable && req.EndUser != "" {
+		// A publishable key is public: whoever has the page could file
+		// conversations under any end user. The business's backend names
+		// end users, with a secret key.
+		badRequest("invalid_value", "end_user", "end_user needs a secret key: mint the ephemeral key from your backend to name the end user").write(w)
+		return
+	}
 	endUser, herr := s.endUser(r.Context(), g.principal.TenantID, req.EndUser, "end_user")
 	if herr != nil {
 		herr.write(w)
@@ -303,6 +317,17 @@ func (s *Server) clientSecrets(w http.ResponseWriter, r *http.Request) {
 	}
 	if isNullJSON(req.Session) {
 		rec.Session = nil
+	}
+	if len(rec.Session) > 0 {
+		// The session may carry per-user instructions: stored sealed.
+		sealed, err := s.opts.Sealer.Seal(r.Context(), rec.TenantID, rec.Session, seal.SessionAAD(rec.TenantID, rec.ID))
+		if err != nil {
+			s.log.Error().Err(err).Msg("sealing an ephemeral key's session failed")
+			(&httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: "storage_unavailable",
+				msg: "the key could not be stored; try again", retryAfter: 1}).write(w)
+			return
+		}
+		rec.Session = sealed
 	}
 	if err := s.opts.Store.CreateEphemeralKey(r.Context(), rec); err != nil {
 		s.log.Error().Err(err).Msg("storing an ephemeral key failed")

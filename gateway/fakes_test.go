@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"sort"
 	"strings"
 	"sync"
@@ -315,8 +318,19 @@ func (fakeSealer) Seal(_ context.Context, tenantID string, plaintext, aad []byte
 	return []byte(fakeSealPrefix + tenantID + "|" + string(aad) + "|" + string(plaintext)), nil
 }
 
+func (fakeSealer) Open(_ context.Context, tenantID string, sealed, aad []byte) ([]byte, error) {
+	prefix := fakeSealPrefix + tenantID + "|" + string(aad) + "|"
+	if !strings.HasPrefix(string(sealed), prefix) {
+		return nil, errors.New("fakeSealer: not sealed for this tenant and row")
+	}
+	return sealed[len(prefix):], nil
+}
+
+// Pseudonym is a keyed hash of the id, as the keyring's is: the id itself
+// never appears in it.
 func (fakeSealer) Pseudonym(_ context.Context, tenantID, endUserID string) (string, error) {
-	return "eu_" + tenantID + "_" + endUserID, nil
+	h := sha256.Sum256([]byte(tenantID + "\x00" + endUserID))
+	return "eu_" + hex.EncodeToString(h[:16]), nil
 }
 
 // opened is a stored turn's text as fakeSealer sealed it ("" if none);

@@ -363,6 +363,7 @@ func (s *session) onSTT(m sttMsg) {
 	s.pendingTranscripts--
 	it := s.byID[u.itemID]
 	if m.err != nil || u.failed {
+		u.logged = nil // no turn to log it with: the audio does not outlive it
 		code := stt.Code(m.err, "stt_error")
 		msg := "speech recognition failed"
 		if u.failed {

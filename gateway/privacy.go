@@ -15,6 +15,7 @@ import (
 // *seal.Keyring is the real one. Storage never sees a transcript in clear.
 type Sealer interface {
 	Seal(ctx context.Context, tenantID string, plaintext, aad []byte) ([]byte, error)
+	Open(ctx context.Context, tenantID string, sealed, aad []byte) ([]byte, error)
 	Pseudonym(ctx context.Context, tenantID, endUserID string) (string, error)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,7 +85,12 @@ func TestEndUserPseudonymised(t *testing.T) {
 	c.until(realtime.TypeItemDone)
 	_ = c.conn.Close(websocket.StatusNormalClosure, "")
 
-	key := h.mustMint(`{"session":{"model":"assistant"},"end_user":"user-43"}`)
+	key := h.mustMint(`{"session":{"model":"assistant","instructions":"Jane Doe's order 4711 is late."},"end_user":"user-43"}`)
+	for _, k := range h.store.ephemeral {
+		if !strings.HasPrefix(string(k.Session), fakeSealPrefix+k.TenantID+"|"+string(seal.SessionAAD(k.TenantID, k.ID))+"|") {
+			t.Fatalf("the minted session is not stored sealed for its key: %q", k.Session)
+		}
+	}
 	c2, _, err := h.dialEphemeral(key)
 	if err != nil {
 		t.Fatal(err)
@@ -98,8 +104,15 @@ func TestEndUserPseudonymised(t *testing.T) {
 	for _, conv := range h.store.conversations() {
 		got[conv.EndUser] = true
 	}
-	if !got["eu_default_user-42"] || !got["eu_default_user-43"] {
+	p42, _ := fakeSealer{}.Pseudonym(context.Background(), storage.DefaultTenant, "user-42")
+	p43, _ := fakeSealer{}.Pseudonym(context.Background(), storage.DefaultTenant, "user-43")
+	if !got[p42] || !got[p43] {
 		t.Fatalf("end users stored %v, want the two pseudonyms", got)
+	}
+	for eu := range got {
+		if strings.Contains(eu, "user-4") {
+			t.Fatalf("the raw end-user id is stored: %q", eu)
+		}
 	}
 
 	h2 := newHarness(t, &scriptAgent{}, nil)
@@ -161,5 +174,45 @@ func TestAudioLogging(t *testing.T) {
 			a.ExpiresAt.Sub(a.CreatedAt) != 3*24*time.Hour {
 			t.Fatalf("logged audio %s %d ms expiry %v, sealed %q", a.Format, a.DurationMS, a.ExpiresAt.Sub(a.CreatedAt), a.Sealed[:min(len(a.Sealed), 60)])
 		}
+	}
+}
+
+// TestPolicyChangeReachesRunningSessions: a session that started under one
+// policy writes its later turns under the stricter of it and the policy in
+// force: text no longer kept, audio no longer logged, shorter expiry.
+func TestPolicyChangeReachesRunningSessions(t *testing.T) {
+	var mu sync.Mutex
+	pol := storage.Policy{TranscriptDays: 90, MetadataDays: 365, AudioLogging: true, AudioDays: 30}
+	h := newHarness(t, &scriptAgent{deltas: []string{"Fine."}}, func(o *Options) {
+		o.Recognizer = &fakeRecognizer{text: "what is parley"}
+		o.Synthesizer = &toneSynth{}
+		o.Policy = func(_ context.Context, tenantID string) (storage.Policy, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			p := pol
+			p.TenantID = tenantID
+			return p, nil
+		}
+	})
+	c := h.mustDial()
+	mu.Lock()
+	pol = storage.Policy{TranscriptDays: 0, MetadataDays: 7, AudioLogging: false, AudioDays: 1}
+	mu.Unlock()
+	c.sendPCM(loadFixture(t, "what_is_parley"))
+	c.until(realtime.TypeResponseDone)
+	_ = c.conn.Close(websocket.StatusNormalClosure, "")
+	waitNoSessions(t, h.gw)
+	_ = h.gw.Close()
+	_, turns, _ := h.store.onlyConversation()
+	if len(turns) == 0 {
+		t.Fatal("no turns stored")
+	}
+	for _, tr := range turns {
+		if tr.TextStored || len(tr.TextSealed) != 0 || tr.ExpiresAt.Sub(tr.StartedAt) > 7*24*time.Hour {
+			t.Errorf("turn %s written under the old policy: text %v, kept %v", tr.ID, tr.TextStored, tr.ExpiresAt.Sub(tr.StartedAt))
+		}
+	}
+	if n := len(h.store.loggedAudio()); n != 0 {
+		t.Errorf("%d audio logged after logging was turned off", n)
 	}
 }

@@ -29,8 +29,10 @@ import (
 // conversation its language and mean sentiment are computed and a usage
 // event is written. Plaintext never goes further than this.
 type recorder struct {
-	store   storage.Store
-	sealer  Sealer
+	store  storage.Store
+	sealer Sealer
+	policy func(ctx context.Context, tenantID string) (storage.Policy, error) // nil: sessions' own
+
 	log     zerolog.Logger
 	metrics *metrics
 	shards  []chan recordJob
@@ -70,8 +72,9 @@ type endJob struct {
 	started      time.Time
 }
 
-func newRecorder(store storage.Store, sealer Sealer, log zerolog.Logger, m *metrics, shards, depth int) *recorder {
-	r := &recorder{store: store, sealer: sealer, log: log, metrics: m, shards: make([]chan recordJob, shards)}
+func newRecorder(store storage.Store, sealer Sealer, policy func(context.Context, string) (storage.Policy, error),
+	log zerolog.Logger, m *metrics, shards, depth int) *recorder {
+	r := &recorder{store: store, sealer: sealer, policy: policy, log: log, metrics: m, shards: make([]chan recordJob, shards)}
 	for i := range r.shards {
 		r.shards[i] = make(chan recordJob, depth)
 		r.wg.Add(1)
@@ -162,6 +165,7 @@ func (r *recorder) prepare(j *recordJob, meta map[string]*textmeta.Aggregate, ws
 	case j.turn != nil:
 		t := j.turn
 		row := t.row
+		r.stricter(ctx, t)
 		if row.TextStored {
 			text := redactKinds(t.redact).Redact(t.text)
 			row.Sentiment = textmeta.Sentiment(text)
@@ -207,6 +211,39 @@ func (r *recorder) prepare(j *recordJob, meta map[string]*textmeta.Aggregate, ws
 		w.TextSealed = sealed
 		return append(ws, storage.Write{Truncate: w})
 	}
+}
+
+// stricter applies the tenant's policy as it is now to a turn of a session
+// that started under an earlier one, where the two differ: the shorter
+// expiry, no text when transcripts are no longer kept, no audio when
+// logging was turned off, and every kind of redaction either asks for. So
+// a policy change reaches the sessions already running (within the
+// policy cache's lifetime), not only new ones. The policy is read from
+// Options.Policy (cached by parleyd); without one nothing changes.
+func (r *recorder) stricter(ctx context.Context, t *turnJob) {
+	if r.policy == nil {
+		return
+	}
+	p, err := r.policy(ctx, t.row.TenantID)
+	if err != nil {
+		return // the session's own policy still applies
+	}
+	row := t.row
+	if exp := p.Retention().TurnExpiry(row.StartedAt).UTC(); exp.Before(row.ExpiresAt) {
+		row.ExpiresAt = exp
+	}
+	if !p.Retention().StoresText() {
+		row.TextStored, t.text = false, ""
+	}
+	if !p.AudioLogging {
+		t.audio = nil
+	} else if exp := row.EndedAt.Add(time.Duration(p.AudioDays) * 24 * time.Hour).UTC(); exp.Before(t.audioExpires) {
+		t.audioExpires = exp
+	}
+	t.redact.Emails = t.redact.Emails || p.Redact.Emails
+	t.redact.Phones = t.redact.Phones || p.Redact.Phones
+	t.redact.Cards = t.redact.Cards || p.Redact.Cards
+	t.redact.IBANs = t.redact.IBANs || p.Redact.IBANs
 }
 
 // seal seals with a retry: the first seal of a tenant may have to store

@@ -209,7 +209,7 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	s.plans = map[string]planEntry{}
-	s.recorder = newRecorder(opts.Store, opts.Sealer, opts.Logger, s.metrics, 2, 2048)
+	s.recorder = newRecorder(opts.Store, opts.Sealer, opts.Policy, opts.Logger, s.metrics, 2, 2048)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)

@@ -16,6 +16,7 @@ import (
 
 	"parley/access"
 	"parley/storage"
+	"parley/storage/seal"
 )
 
 // Who may call a route.
@@ -392,6 +393,9 @@ func (c *call) idempotent(key string) (any, error) {
 	stored, err = c.sealIdempotent(key, append(stored, '\n'))
 	if err != nil {
 		c.a.log.Warn().Err(err).Str("route", c.route.Pattern).Msg("sealing the idempotency record failed; it is not stored")
+		if err := c.a.o.Accounts.ReleaseIdempotency(context.WithoutCancel(ctx), c.tenant.ID, key); err != nil {
+			c.a.log.Warn().Err(err).Str("route", c.route.Pattern).Msg("releasing the idempotency reservation failed")
+		}
 	} else if err := c.a.o.Accounts.CompleteIdempotency(context.WithoutCancel(ctx), c.tenant.ID, key, c.route.Status, stored); err != nil {
 		c.a.log.Warn().Err(err).Str("route", c.route.Pattern).Msg("storing the idempotency record failed")
 	}
@@ -404,15 +408,11 @@ func (c *call) idempotent(key string) (any, error) {
 // stored before sealing (plain JSON) still replay.
 const idempotencyMagic = "\x00sealed1"
 
-func idempotencyAAD(tenantID, key string) []byte {
-	return []byte("parley idempotency v1\x00" + tenantID + "\x00" + key)
-}
-
 func (c *call) sealIdempotent(key string, body []byte) ([]byte, error) {
 	if c.a.o.Keyring == nil {
 		return body, nil
 	}
-	sealed, err := c.a.o.Keyring.Seal(context.WithoutCancel(c.ctx()), c.tenant.ID, body, idempotencyAAD(c.tenant.ID, key))
+	sealed, err := c.a.o.Keyring.Seal(context.WithoutCancel(c.ctx()), c.tenant.ID, body, seal.IdempotencyAAD(c.tenant.ID, key))
 	if err != nil {
 		return nil, err
 	}
@@ -427,7 +427,7 @@ func (c *call) openIdempotent(key string, stored []byte) ([]byte, error) {
 	if c.a.o.Keyring == nil {
 		return nil, errNoKeyring
 	}
-	return c.a.o.Keyring.Open(c.ctx(), c.tenant.ID, sealed, idempotencyAAD(c.tenant.ID, key))
+	return c.a.o.Keyring.Open(c.ctx(), c.tenant.ID, sealed, seal.IdempotencyAAD(c.tenant.ID, key))
 }
 
 // redactSecrets nulls the one-time secrets of a response object.

@@ -95,7 +95,7 @@ func (p *Policy) Validate() error {
 		return err
 	}
 	if p.MetadataDays < p.TranscriptDays {
-		return fmt.Errorf("%w: Policy.MetadataDays (%d) must not be shorter than TranscriptDays (%d)", ErrInvalid, p.MetadataDays, p.TranscriptDays)
+		return fmt.Errorf("%w: Policy.MetadataDays (%d) must not be shorter than Policy.TranscriptDays (%d)", ErrInvalid, p.MetadataDays, p.TranscriptDays)
 	}
 	return days("AudioDays", p.AudioDays, 1)
 }

@@ -45,40 +45,66 @@ func openKeyring(ctx context.Context, cfg *config.Config, store storage.Backend,
 	if err != nil {
 		return nil, fmt.Errorf("privacy: %w", err)
 	}
-	n, err := sealLegacy(ctx, store, kr)
+	// A wrong key (mistyped, or another node's generated key) would make
+	// everything sealed so far unreadable and lose what this node seals.
+	if err := kr.Check(ctx); err != nil {
+		return nil, fmt.Errorf("privacy: the master keys do not match the database's data keys: %w", err)
+	}
+	n, failed, err := sealLegacy(ctx, store, kr)
 	if err != nil {
 		return nil, fmt.Errorf("privacy: sealing data stored before encryption at rest: %w", err)
 	}
 	if n > 0 {
 		log.Info().Int("rows", n).Msg("sealed plaintext stored before encryption at rest")
 	}
+	if failed > 0 {
+		log.Error().Int("rows", failed).Msg("plaintext stored before encryption at rest could not be sealed; it is retried at the next start")
+	}
 	return kr, nil
 }
 
 // sealLegacy seals the plaintext an installation stored before
 // encryption at rest (migration 0005), in batches, and returns how many
-// rows it sealed. It is idempotent: a row is sealed and its plaintext
-// cleared in one statement.
-func sealLegacy(ctx context.Context, store storage.Backend, kr *seal.Keyring) (int, error) {
-	total := 0
+// rows it sealed and how many it could not (a row whose tenant's data key
+// cannot be made: they are left for the next start, and do not stop this
+// one). It is idempotent: a row is sealed and its plaintext cleared in one
+// statement.
+func sealLegacy(ctx context.Context, store storage.Backend, kr *seal.Keyring) (sealed, failed int, err error) {
+	skip := map[string]bool{}
 	for {
 		rows, err := store.LegacyPlaintext(ctx, 500)
-		if err != nil || len(rows) == 0 {
-			return total, err
+		if err != nil {
+			return sealed, failed, err
 		}
+		progress := false
 		for _, row := range rows {
+			key := row.Kind + "\x00" + row.TenantID + "\x00" + row.ConversationID + "\x00" + row.ID
+			if skip[key] {
+				continue
+			}
 			aad := seal.AgentAAD(row.TenantID, row.ID)
 			if row.Kind == storage.LegacyTurn {
 				aad = seal.TurnAAD(row.TenantID, row.ConversationID, row.ID)
 			}
-			sealed, err := kr.Seal(ctx, row.TenantID, row.Plaintext, aad)
-			if err != nil {
-				return total, err
+			b, err := kr.Seal(ctx, row.TenantID, row.Plaintext, aad)
+			if err == nil {
+				err = store.ReplaceLegacy(ctx, row, b)
 			}
-			if err := store.ReplaceLegacy(ctx, row, sealed); err != nil && !errors.Is(err, storage.ErrNotFound) {
-				return total, err
+			switch {
+			case err == nil:
+				sealed++
+				progress = true
+			case errors.Is(err, storage.ErrNotFound): // changed or gone meanwhile
+				progress = true
+			case ctx.Err() != nil:
+				return sealed, failed, ctx.Err()
+			default:
+				skip[key] = true
+				failed++
 			}
-			total++
+		}
+		if !progress {
+			return sealed, failed, nil
 		}
 	}
 }

@@ -520,6 +520,24 @@ func TestMasterKeyRequired(t *testing.T) {
 	if _, err := os.Stat(keyFile); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("a new key file was generated over existing data")
 	}
+
+	// Another key under the same id (a node that generated its own): refused.
+	impostor, err := os.ReadFile(keyFile + ".elsewhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.SplitN(strings.TrimSpace(string(impostor[bytes.LastIndex(impostor, []byte("\nmk-"))+1:])), ":", 2)[0]
+	other, err := seal.NewMasterKey(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr = syncBuffer{}
+	code = NewMain().Main(context.Background(), []string{"-config", "../../configs/parley.yaml"}, []string{
+		"PARLEY_HTTP_ADDR=127.0.0.1:0", "PARLEY_API_KEY=" + testAPIKey, "PARLEY_LOG_FORMAT=json", "PARLEY_WEBRTC_UDP_ADDRESS=",
+		"PARLEY_STORAGE_URL=" + dbPath, "PARLEY_MASTER_KEY=" + id + ":" + encodeKey(other.Key)}, io.Discard, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "do not match") || !strings.Contains(stderr.String(), id) {
+		t.Fatalf("started with another key of the same id: exit %d: %s", code, stderr.String())
+	}
 }
 
 // TestMasterKeyRotation rotates the master key without downtime: nodes run

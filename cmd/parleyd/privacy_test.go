@@ -13,6 +13,8 @@ import (
 
 	"parley/media"
 	"parley/rtc/rtctest"
+	"parley/storage"
+	"parley/storage/backends"
 )
 
 // TestVoiceWritesNoAudio runs a voice session (audio in, spoken answer out)
@@ -150,6 +152,21 @@ func TestVoiceWritesNoAudio(t *testing.T) {
 		})
 		if err != nil {
 			t.Fatal(err)
+		}
+	}
+	// Nothing went to the audio log either (logging is off by default).
+	st, err := backends.Open(context.Background(), filepath.Join(data, "parley.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	convs, _, err := st.ListConversations(context.Background(), storage.DefaultTenant, storage.ConversationFilter{}, "", 100)
+	if err != nil || len(convs) < 2 {
+		t.Fatalf("conversations %d: %v", len(convs), err)
+	}
+	for _, c := range convs {
+		if a, err := st.ListTurnAudio(context.Background(), storage.DefaultTenant, c.ID); err != nil || len(a) != 0 {
+			t.Errorf("conversation %s: %d logged audio (%v) with logging off", c.ID, len(a), err)
 		}
 	}
 	logs := r.stderr.String()

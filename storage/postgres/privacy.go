@@ -374,6 +374,13 @@ func (s *Store) DeleteConversations(ctx context.Context, tenantID string, f stor
 	}
 	where, args := conversationFilter(tenantID, f)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if f.EndUser != "" {
+			// Keys minted for the end user and not yet expired: they
+			// carry the pseudonym (and a sealed session).
+			if _, err := tx.Exec(ctx, `DELETE FROM ephemeral_keys WHERE tenant_id = $1 AND end_user = $2`, tenantID, f.EndUser); err != nil {
+				return err
+			}
+		}
 		rows, err := tx.Query(ctx, `SELECT id FROM conversations WHERE `+where+` FOR UPDATE`, args...)
 		if err != nil {
 			return err

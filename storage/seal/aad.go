@@ -23,6 +23,17 @@ func AgentAAD(tenantID, agentID string) []byte {
 	return aad("parley agent v1", tenantID, agentID)
 }
 
+// SessionAAD binds an ephemeral key's sealed session settings (which may
+// carry per-user instructions) to the key.
+func SessionAAD(tenantID, ephemeralKeyID string) []byte {
+	return aad("parley ephemeral session v1", tenantID, ephemeralKeyID)
+}
+
+// IdempotencyAAD binds a stored idempotent response to its key.
+func IdempotencyAAD(tenantID, idempotencyKey string) []byte {
+	return aad("parley idempotency v1", tenantID, idempotencyKey)
+}
+
 // aad encodes domain and fields, each length-prefixed.
 func aad(domain string, fields ...string) []byte {
 	n := binary.MaxVarintLen64 + len(domain)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -213,7 +214,8 @@ const keyFileHeader = `# Parley master keys. KEEP THIS FILE SECRET.
 `
 
 // WriteNewKeyFile creates a key file at path holding one new random
-// master key, named after today's date ("mk-20261129"), under a comment
+// master key, named after today's date and 32 random bits
+// ("mk-20261129-1a2b3c4d"), under a comment
 // that explains the format. The file is created with mode 0600 and must
 // not exist; missing parent directories are created with mode 0700.
 func WriteNewKeyFile(path string) ([]MasterKey, error) {
@@ -222,7 +224,14 @@ func WriteNewKeyFile(path string) ([]MasterKey, error) {
 			return nil, fmt.Errorf("seal: master key file: %w", err)
 		}
 	}
-	k, err := NewMasterKey("mk-" + time.Now().UTC().Format("20060102"))
+	// The date says when; the random part keeps two keys generated the
+	// same day (two nodes started at once on an empty database) apart, so
+	// Keyring.Check can tell them from each other.
+	var r [4]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return nil, err
+	}
+	k, err := NewMasterKey("mk-" + time.Now().UTC().Format("20060102") + "-" + hex.EncodeToString(r[:]))
 	if err != nil {
 		return nil, err
 	}

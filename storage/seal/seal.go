@@ -532,6 +532,42 @@ func (k *Keyring) wrap(tenantID string, raw []byte) ([]byte, error) {
 	return k.current.aead.Seal(out, nonce, raw, wrapAAD(tenantID, k.current.id)), nil
 }
 
+// Check verifies the loaded master keys against the stored data keys: for
+// every master key id that wraps a data key (among the first maxChecked),
+// that key must be loaded and must unwrap one of them. It is what a
+// process runs before serving, so a wrong key (mistyped, or another
+// node's key of the same id) stops it instead of losing what it would
+// seal. ErrUnknownMasterKey or ErrCorrupt, naming the master key id.
+func (k *Keyring) Check(ctx context.Context) error {
+	const maxChecked = 10000
+	checked := map[string]bool{}
+	after := ""
+	for n := 0; n < maxChecked; {
+		keys, next, err := k.store.ListDataKeys(ctx, after, 1000)
+		if err != nil {
+			return err
+		}
+		for i := range keys {
+			rec := &keys[i]
+			n++
+			if checked[rec.MasterKeyID] {
+				continue
+			}
+			raw, err := k.unwrap(rec.TenantID, rec)
+			if err != nil {
+				return err
+			}
+			clear(raw)
+			checked[rec.MasterKeyID] = true
+		}
+		if next == "" {
+			return nil
+		}
+		after = next
+	}
+	return nil
+}
+
 // unwrap returns the raw data key of tenantID stored in rec.
 func (k *Keyring) unwrap(tenantID string, rec *storage.DataKey) ([]byte, error) {
 	m, ok := k.masters[rec.MasterKeyID]

@@ -299,8 +299,8 @@ func TestWriteNewKeyFile(t *testing.T) {
 	if len(keys) != 1 || len(keys[0].Key) != 32 {
 		t.Fatalf("keys %v", keys)
 	}
-	if !regexp.MustCompile(`^mk-20\d{6}$`).MatchString(keys[0].ID) {
-		t.Fatalf("id %q, want mk-YYYYMMDD", keys[0].ID)
+	if !regexp.MustCompile(`^mk-20\d{6}-[0-9a-f]{8}$`).MatchString(keys[0].ID) {
+		t.Fatalf("id %q, want mk-YYYYMMDD-RANDOM", keys[0].ID)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -995,4 +995,47 @@ func FuzzParseMasterKeys(f *testing.F) {
 			seen[k.ID] = true
 		}
 	})
+}
+
+// TestCheck: a keyring whose master key does not unwrap the stored data
+// keys (another key under the same id, or a missing id) fails Check, and
+// one holding the right keys passes it.
+func TestCheck(t *testing.T) {
+	ctx := context.Background()
+	store := newFakeStore()
+	right, _ := NewMasterKey("mk-1")
+	kr, err := NewKeyring(store, []MasterKey{right}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.Check(ctx); err != nil {
+		t.Fatalf("empty store: %v", err)
+	}
+	for _, tenant := range []string{"t1", "t2"} {
+		if _, err := kr.Seal(ctx, tenant, []byte("x"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := kr.Check(ctx); err != nil {
+		t.Fatalf("right key: %v", err)
+	}
+	impostor, _ := NewMasterKey("mk-1") // same id, other key
+	other, _ := NewMasterKey("mk-2")
+	for _, tc := range []struct {
+		name    string
+		masters []MasterKey
+		want    error
+	}{
+		{"same id, other key", []MasterKey{impostor}, ErrCorrupt},
+		{"id not loaded", []MasterKey{other}, ErrUnknownMasterKey},
+		{"new key first, old kept", []MasterKey{other, right}, nil},
+	} {
+		kr2, err := NewKeyring(store, tc.masters, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := kr2.Check(ctx); !errors.Is(err, tc.want) || (tc.want != nil && !strings.Contains(err.Error(), "mk-")) {
+			t.Errorf("%s: Check = %v, want %v naming the key id", tc.name, err, tc.want)
+		}
+	}
 }

@@ -410,6 +410,13 @@ func (s *Store) DeleteConversations(ctx context.Context, tenantID string, f stor
 			}
 			*q.n = int(n)
 		}
+		if f.EndUser != "" {
+			// Keys minted for the end user and not yet expired: they
+			// carry the pseudonym (and a sealed session).
+			if _, err := tx.ExecContext(ctx, `DELETE FROM ephemeral_keys WHERE tenant_id = ? AND end_user = ?`, tenantID, f.EndUser); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {

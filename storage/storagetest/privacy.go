@@ -857,8 +857,20 @@ func testDeleteConversations(t *testing.T, s storage.Backend) {
 		}
 	}
 
+	// Ephemeral keys minted for end users: the erased one's go with them.
+	keyFor := func(n int, tenant, endUser string) *storage.EphemeralKey {
+		k := ephemeralKey(fmt.Sprintf("ek_del_%d", n), 900+n, byte(0x40+n), t0.Add(time.Hour))
+		k.TenantID, k.EndUser = tenant, endUser
+		mustCreateEphemeralKey(t, s, k)
+		return k
+	}
+	erasedKey, otherUserKey, otherTenantKey := keyFor(1, "t1", "eu_1"), keyFor(2, "t1", "eu_2"), keyFor(3, "t2", "eu_1")
+
 	// The right to erasure of one end user.
 	del(storage.ConversationFilter{EndUser: "eu_1"}, storage.Deleted{Conversations: 2, Turns: 4, Audio: 2, UsageEvents: 2})
+	consumeErr(t, s, "the erased end user's key", erasedKey.Prefix, erasedKey.Hash, t0, storage.ErrNotFound)
+	mustConsume(t, s, otherUserKey, t0)
+	mustConsume(t, s, otherTenantKey, t0)
 	gone("c-1")
 	gone("c-2")
 	if got := allConversations(t, s, "t1", storage.ConversationFilter{EndUser: "eu_1"}, 10); len(got) != 0 {
