@@ -617,3 +617,19 @@ func TestMasterKeyRotation(t *testing.T) {
 }
 
 func encodeKey(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// TestPublishableKeyCannotNameEndUser: a publishable key is public, so it
+// may not file conversations under an end user (the business's backend
+// names end users, with a secret key).
+func TestPublishableKeyCannotNameEndUser(t *testing.T) {
+	r := start(t, "../../configs/parley.yaml", "PARLEY_STORAGE_URL="+t.TempDir()+"/p.db")
+	pk, _ := storeKey(t, r, storage.KeyPublishable, nil, []string{"assistant"}, []string{"https://shop.example"})
+	base := "http" + strings.TrimPrefix(r.base, "ws")
+	code, body := postJSON(t, base+"/v1/realtime/client_secrets", pk, "https://shop.example", `{"session":{"model":"assistant"},"end_user":"alice"}`)
+	if code != http.StatusBadRequest || !strings.Contains(body, "end_user") {
+		t.Fatalf("publishable key naming an end user: %d %s", code, body)
+	}
+	if code, body = postJSON(t, base+"/v1/realtime/client_secrets", pk, "https://shop.example", `{"session":{"model":"assistant"}}`); code != http.StatusOK {
+		t.Fatalf("publishable key without an end user: %d %s", code, body)
+	}
+}
