@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -203,6 +205,9 @@ with "unreadable": true. Needs the master key. The counts go to stderr.
 	if *tenant == "" {
 		return usageError("-tenant is required")
 	}
+	if err := checkEndUser(*endUser); err != nil {
+		return err
+	}
 	if *conv != "" && *endUser != "" {
 		return usageError("-conversation and -end-user cannot be used together")
 	}
@@ -307,6 +312,9 @@ rollups stay: they hold no conversation. Deleting nothing is not an error.
 		return usageError("-tenant is required")
 	}
 	n := 0
+	if err := checkEndUser(*endUser); err != nil {
+		return err
+	}
 	for _, set := range []bool{*conv != "", *endUser != "", *all} {
 		if set {
 			n++
@@ -481,5 +489,23 @@ that). It cannot be undone. It does not need the master key.
 		return storageError("shred", err)
 	}
 	fmt.Fprintf(stdout, "shredded the data key of tenant %s: its sealed data is unreadable\n", *tenant)
+	return nil
+}
+
+// checkEndUser applies the gateway's rule for end-user identifiers (at
+// most 256 bytes of UTF-8, no control characters), so an identifier with
+// a stray newline is an error rather than a lookup that finds nothing.
+func checkEndUser(id string) error {
+	if id == "" {
+		return nil
+	}
+	if len(id) > 256 || !utf8.ValidString(id) {
+		return usageError("-end-user must be valid UTF-8 of at most 256 bytes")
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) {
+			return usageError("-end-user must not contain control characters (a stray newline?)")
+		}
+	}
 	return nil
 }

@@ -295,6 +295,8 @@ func TestPrivacyUsageErrors(t *testing.T) {
 		{"delete without -tenant", []string{"delete", "-all", "-yes"}, "-tenant is required"},
 		{"delete without a scope", []string{"delete", "-tenant", "acme"}, "-conversation ID, -end-user ID or -all"},
 		{"delete with two scopes", []string{"delete", "-tenant", "acme", "-conversation", "c", "-end-user", "u"}, "only one of"},
+		{"export with a newline in the end user", []string{"export", "-tenant", "acme", "-end-user", "alice\n"}, "control characters"},
+		{"delete with a long end user", []string{"delete", "-tenant", "acme", "-end-user", strings.Repeat("x", 257)}, "at most 256 bytes"},
 		{"delete -all and a conversation", []string{"delete", "-tenant", "acme", "-conversation", "c", "-all", "-yes"}, "only one of"},
 		{"delete -all without -yes", []string{"delete", "-tenant", "acme", "-all"}, "add -yes to confirm"},
 		{"shred without -tenant", []string{"shred", "-yes"}, "-tenant is required"},
