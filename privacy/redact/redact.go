@@ -12,7 +12,8 @@
 // # Detection
 //
 // Detection runs in a fixed order, each stage seeing only the text the
-// earlier ones left unclaimed: e-mails, IBANs, cards, phones. So a card
+// earlier ones left unclaimed: e-mails, IBANs, cards, phones, spoken
+// digits (see below). So a card
 // number is never reported as a phone number, and the digits of an IBAN
 // never as a card. All stages always run; Kinds only selects which
 // matches are replaced (a card number is left alone, not redacted as a
@@ -78,6 +79,29 @@
 // times ("10:30"), quantities ("3 items") and other numbers of fewer than 7
 // digits never are. A number of 16+ digits that is not a valid card is left
 // alone; one of 13-15 digits that fails the Luhn check is a phone number.
+//
+// Spoken digits: speech recognisers write numbers read out digit by digit
+// as words ("five five five one two three four five six seven"). A run of
+// such tokens is one number: the digit words zero, oh, o, one ... nine
+// (any case), "double X" and "triple X" (X a digit word: two or three
+// digits), and groups of ASCII digits ("555 one two three 4567"); tokens
+// are separated by a single space, a hyphen or ", ", and a run may be led
+// by "plus". Tokens are whole words: "o'clock" or "someone" hold none.
+// "o" never starts a run, nor does "oh" before a comma ("Oh, one two
+// ..."). A run needs at least two digits written as words (digits alone
+// are the digit stages' business), and then, as for digits, 13-19 digits
+// not starting with 0 that pass the Luhn check are a card (never when led
+// by "plus"), 7-15 digits are a phone, and anything else is left alone,
+// including runs of 16+ digits that fail the Luhn check. The whole run is
+// replaced. Tens and other number words ("twenty", "hundred") are no digit
+// words, and "and", "or", "to" or two spaces end a run, so ordinary speech
+// ("one or two things", "twenty twenty six") is left alone; but counting
+// aloud to seven is taken for a phone number. A digit group a digit stage
+// has already judged (one that touches another number through " -.,:/()+",
+// or a currency sign) neither starts nor ends a run; so a number the phone
+// stage has taken is not extended by the words next to it ("555-1234 five
+// six seven" leaves "five six seven"), and a card is not cut out of a
+// longer spoken run.
 package redact
 
 import (
@@ -195,7 +219,7 @@ func (k Kinds) Count(s string) Counts {
 // find appends the matches of the enabled kinds in s to ms, sorted.
 func (k Kinds) find(s string, ms []Match) []Match {
 	base := len(ms)
-	email, iban, number := survey(s)
+	email, iban, number, spoken := survey(s)
 	if email {
 		ms = scanEmails(view{s, 0, len(s)}, ms)
 	}
@@ -205,6 +229,9 @@ func (k Kinds) find(s string, ms []Match) []Match {
 	if number {
 		ms = stage(s, ms, base, stageCard)
 		ms = stage(s, ms, base, stagePhone)
+	}
+	if spoken {
+		ms = stage(s, ms, base, stageSpoken)
 	}
 	if k == All() {
 		return ms
@@ -221,17 +248,34 @@ func (k Kinds) find(s string, ms []Match) []Match {
 // survey is a quick pass over s that rules stages out: email is false
 // when s has no "@" or " at ", iban when no word starts with two letters
 // and two digits, number when no run of digits joined by up to three of
-// " -.()+" holds 7 digits.
-func survey(s string) (email, iban, number bool) {
+// " -.()+" holds 7 digits, spoken when s has no spoken digit word.
+func survey(s string) (email, iban, number, spoken bool) {
 	digits, gap := 0, 0
+	var prev uint8 // class of s[i-1]
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		f := byteClass[c]
+		pf := prev
+		prev = f
 		switch {
-		case isDigit(c):
+		case f&clDigit != 0:
 			if digits++; digits >= 7 {
 				number = true
 			}
 			gap = 0
+			continue
+		case f&clAlpha != 0:
+			digits, gap = 0, 0
+			if pf&(clDigit|clAlpha) != 0 {
+				continue // inside a word
+			}
+			if i+3 < len(s) && isAlpha(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
+				iban = true
+			}
+			if !spoken && pf&clWord == 0 && maybeDigitWord(s, i) {
+				n, _ := digitWord(view{s, 0, len(s)}, i)
+				spoken = n > 0
+			}
 			continue
 		case c == '@':
 			email = true
@@ -239,25 +283,52 @@ func survey(s string) (email, iban, number bool) {
 			if i+3 < len(s) && s[i+1]|0x20 == 'a' && s[i+2]|0x20 == 't' && s[i+3] == ' ' {
 				email = true
 			}
-		case isAlpha(c):
-			if i+3 < len(s) && isAlpha(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) && (i == 0 || !isAlnum(s[i-1])) {
-				iban = true
-			}
 		}
-		if c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' || c == '+' {
+		if f&clGap != 0 {
 			if gap++; gap <= 3 {
 				continue
 			}
 		}
 		digits, gap = 0, 0
 	}
-	return email, iban, number
+	return email, iban, number, spoken
+}
+
+// Byte classes for survey.
+const (
+	clDigit = 1 << iota // 0-9
+	clAlpha             // A-Z, a-z
+	clWord              // isWordByte
+	clGap               // " -.()+", joining digit groups
+)
+
+var byteClass [256]uint8
+
+func init() {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		var f uint8
+		if isDigit(b) {
+			f |= clDigit
+		}
+		if isAlpha(b) {
+			f |= clAlpha
+		}
+		if isWordByte(b) {
+			f |= clWord
+		}
+		if b == ' ' || b == '-' || b == '.' || b == '(' || b == ')' || b == '+' {
+			f |= clGap
+		}
+		byteClass[c] = f
+	}
 }
 
 const (
 	stageIBAN = iota
 	stageCard
 	stagePhone
+	stageSpoken
 )
 
 // stage runs one scanner over each stretch of s between the matches
@@ -277,8 +348,10 @@ func stage(s string, ms []Match, base, which int) []Match {
 				ms = scanIBANs(v, ms)
 			case stageCard:
 				ms = scanCards(v, ms)
-			default:
+			case stagePhone:
 				ms = scanPhones(v, ms)
+			default:
+				ms = scanSpoken(v, ms)
 			}
 		}
 		if i < n0 {
@@ -968,4 +1041,288 @@ func currencyAfter(v view, i int) bool {
 		return v.at(i+1) == 0x82 && (c == 0xAC || c == 0xB9)
 	}
 	return false
+}
+
+// ---- spoken digits ---------------------------------------------------------
+
+// isWordByte reports whether c can be part of a word: an ASCII letter or
+// digit, an apostrophe or underscore ("o'clock", "one's"), or any byte of
+// a non-ASCII character. Spoken digit words must not touch one.
+func isWordByte(c byte) bool { return isAlnum(c) || c == '\'' || c == '_' || c >= utf8.RuneSelf }
+
+// wordIs reports whether v holds word (lower case) at i, in any case,
+// not followed by a word byte. The caller checks the byte before i.
+func (v view) wordIs(i int, word string) bool {
+	for j := 0; j < len(word); j++ {
+		if lower(v.at(i+j)) != word[j] {
+			return false
+		}
+	}
+	return !isWordByte(v.at(i + len(word)))
+}
+
+// maybeDigitWord is a quick test of the first letters of the word at i
+// in s, true for every digit word (and for few other words).
+func maybeDigitWord(s string, i int) bool {
+	var c1, c2 byte
+	if i+2 < len(s) {
+		c1, c2 = s[i+1]|0x20, s[i+2]|0x20
+	} else if i+1 < len(s) {
+		c1 = s[i+1] | 0x20
+	}
+	switch s[i] | 0x20 {
+	case 'z':
+		return c1 == 'e'
+	case 'o':
+		return c1 == 'h' || c1 == 'n' || c1 < 'a' || c1 > 'z'
+	case 't':
+		return c1 == 'w' || c1 == 'h' && c2 == 'r'
+	case 'f':
+		return c1 == 'o' && c2 == 'u' || c1 == 'i' && c2 == 'v'
+	case 's':
+		return c1 == 'i' && c2 == 'x' || c1 == 'e' && c2 == 'v'
+	case 'e':
+		return c1 == 'i' && c2 == 'g'
+	case 'n':
+		return c1 == 'i' && c2 == 'n'
+	}
+	return false
+}
+
+// digitWord returns the length and value of the spoken digit word ("zero",
+// "oh", "o", "one" ... "nine", any case) at i in v, or 0.
+func digitWord(v view, i int) (int, byte) {
+	var w string
+	var d byte
+	switch lower(v.at(i)) {
+	case 'z':
+		w, d = "zero", 0
+	case 'o':
+		switch lower(v.at(i + 1)) {
+		case 'h':
+			w, d = "oh", 0
+		case 'n':
+			w, d = "one", 1
+		default:
+			w, d = "o", 0
+		}
+	case 't':
+		if lower(v.at(i+1)) == 'w' {
+			w, d = "two", 2
+		} else {
+			w, d = "three", 3
+		}
+	case 'f':
+		if lower(v.at(i+1)) == 'o' {
+			w, d = "four", 4
+		} else {
+			w, d = "five", 5
+		}
+	case 's':
+		if lower(v.at(i+2)) == 'x' {
+			w, d = "six", 6
+		} else {
+			w, d = "seven", 7
+		}
+	case 'e':
+		w, d = "eight", 8
+	case 'n':
+		w, d = "nine", 9
+	default:
+		return 0, 0
+	}
+	if !v.wordIs(i, w) {
+		return 0, 0
+	}
+	return len(w), d
+}
+
+// spokenRun is a run of spoken digits: s[start:end] holds digits digits
+// (the first len(buf) of them in buf), words of them written as words.
+type spokenRun struct {
+	start, end    int
+	digits, words int
+	plus          bool
+	buf           [19]byte
+}
+
+func (r *spokenRun) add(d byte, word bool) {
+	if r.digits < len(r.buf) {
+		r.buf[r.digits] = d
+	}
+	r.digits++
+	if word {
+		r.words++
+	}
+}
+
+// kind returns the kind of personal data the run is, or "".
+func (r *spokenRun) kind() string {
+	if r.words < 2 {
+		return "" // digits alone are for the digit scanners
+	}
+	if !r.plus && 13 <= r.digits && r.digits <= 19 && r.buf[0] != 0 && luhnDigits(r.buf[:r.digits]) {
+		return KindCard
+	}
+	if 7 <= r.digits && r.digits <= 15 {
+		return KindPhone
+	}
+	return ""
+}
+
+// luhnDigits reports whether the digit values ds pass the Luhn check.
+func luhnDigits(ds []byte) bool {
+	sum, double := 0, false
+	for i := len(ds) - 1; i >= 0; i-- {
+		d := int(ds[i])
+		if double {
+			if d *= 2; d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return sum%10 == 0
+}
+
+// numberPunct reports whether c may join two numbers in the eyes of the
+// digit scanners (as a separator or as context: "1,5", "(555) 123").
+func numberPunct(c byte) bool {
+	switch c {
+	case ' ', '-', '.', ',', ':', '/', '(', ')', '+':
+		return true
+	}
+	return false
+}
+
+// digitsNear reports whether a digit is reached from i stepping by dir
+// (-1 or +1) over at most three bytes of numberPunct. A group of digits
+// with such a neighbour belongs to a number the digit scanners have
+// judged, so a spoken run neither starts nor ends with it.
+func digitsNear(v view, i, dir int) bool {
+	for n := 0; n <= 3; n++ {
+		c := v.at(i)
+		if isDigit(c) {
+			return true
+		}
+		if !numberPunct(c) {
+			return false
+		}
+		i += dir
+	}
+	return false
+}
+
+// spokenToken reads the token of a spoken run at i: a digit word, "double"
+// or "triple" and a digit word, or a group of ASCII digits; first says
+// whether it would start the run. It adds the token's digits to r and
+// returns its end, or 0.
+func spokenToken(v view, i int, r *spokenRun, first bool) int {
+	c := v.at(i)
+	if isDigit(c) {
+		j := i
+		for isDigit(v.at(j)) {
+			j++
+		}
+		if isWordByte(v.at(j)) || digitsNear(v, j, 1) || currencyAfter(v, j) {
+			return 0
+		}
+		if first && (digitsNear(v, i-1, -1) || !phoneStartOK(v, i)) {
+			return 0
+		}
+		for k := i; k < j; k++ {
+			r.add(v.s[k]-'0', false)
+		}
+		return j
+	}
+	times := 1
+	j := i
+	switch lower(c) {
+	case 'd':
+		if v.wordIs(i, "double") && v.at(i+6) == ' ' {
+			times, j = 2, i+7
+		}
+	case 't':
+		if v.wordIs(i, "triple") && v.at(i+6) == ' ' {
+			times, j = 3, i+7
+		}
+	}
+	n, d := digitWord(v, j)
+	if n == 0 {
+		return 0
+	}
+	if first && times == 1 && d == 0 {
+		// "o" never starts a run, nor does an "oh" before a comma ("Oh,
+		// one two three ...").
+		if n == 1 || n == 2 && v.at(j+n) == ',' {
+			return 0
+		}
+	}
+	for ; times > 0; times-- {
+		r.add(d, true)
+	}
+	return j + n
+}
+
+// parseSpoken reads the run of spoken digits starting at i, at the start
+// of a word: an optional "plus", then tokens separated by " ", "-" or ", ".
+func parseSpoken(v view, i int) (spokenRun, bool) {
+	r := spokenRun{start: i}
+	j := i
+	if lower(v.at(i)) == 'p' && v.wordIs(i, "plus") && v.at(i+4) == ' ' {
+		r.plus = true
+		j = i + 5
+	}
+	j = spokenToken(v, j, &r, true)
+	if j == 0 {
+		return r, false
+	}
+	for {
+		n := 0
+		switch v.at(j) {
+		case ' ', '-':
+			n = 1
+		case ',':
+			if v.at(j+1) == ' ' {
+				n = 2
+			}
+		}
+		if n == 0 {
+			break
+		}
+		e := spokenToken(v, j+n, &r, false)
+		if e == 0 {
+			break
+		}
+		j = e
+	}
+	r.end = j
+	return r, true
+}
+
+// scanSpoken finds numbers spoken digit by digit ("five five five one two
+// three four five six seven"), as speech recognisers write them.
+func scanSpoken(v view, ms []Match) []Match {
+	s := v.s
+	i := v.lo
+	for i < v.hi {
+		if !isAlnum(s[i]) {
+			i++
+			continue
+		}
+		if !isWordByte(v.at(i - 1)) {
+			if r, ok := parseSpoken(v, i); ok {
+				if kind := r.kind(); kind != "" {
+					ms = append(ms, Match{kind, r.start, r.end})
+				}
+				i = r.end
+				continue
+			}
+		}
+		for i < v.hi && isWordByte(s[i]) {
+			i++
+		}
+	}
+	return ms
 }

@@ -288,6 +288,8 @@ func FuzzRedact(f *testing.F) {
 		"4111111111111111.5551234", "a@b.co dot doe at example dot com", "5551234 ,5551234",
 		"x@xn--bcher-kva.example", "müller@bücher.de", "12.05.2026 1.000.000 $ 1299999 €",
 		"gb82 west 1234 5698 7654 32 4222222222222 +4930123456", "\xff@\xfe.com 4111\xff",
+		"five five five, one two three, four five six seven", "plus four four double oh 555 one two 3",
+		"card four one one one one one one one one one one one one one one one", "o one two three 4567.8",
 	} {
 		f.Add(s)
 	}
@@ -349,4 +351,88 @@ func FuzzRedact(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestSpokenDigits(t *testing.T) {
+	runCases(t, All(), []redactCase{
+		// The review examples.
+		{"my phone is five five five one two three four five six seven", "my phone is [phone]"},
+		{"card four one one one one one one one one one one one one one one one", "card [card]"},
+		{"five five five, one two three, four five six seven", "[phone]"},
+		{"double five five one two three four five six seven", "[phone]"},
+		// Case, hyphens, commas, "double"/"triple", "oh"/"o"/"zero".
+		{"Five Five Five One Two Three Four.", "[phone]."},
+		{"FIVE-FIVE-FIVE-ONE-TWO-THREE-FOUR", "[phone]"},
+		{"call oh two oh seven nine four six oh nine five eight now", "call [phone] now"},
+		{"it's zero one seven o four, triple two, double eight five.", "it's [phone]."},
+		{"plus four four two oh seven nine four six oh nine five eight", "[phone]"},
+		{"call plus one five five five one two three four five six seven!", "call [phone]!"},
+		{"(five five five one two three four)", "([phone])"},
+		// Mixed with digit groups.
+		{"555 one two three 4567", "[phone]"},
+		{"it is 030 one two three four five six seven", "it is [phone]"},
+		{"number 4111 one one one one one one one one one one one one", "number [card]"},
+		// 13-15 digits failing Luhn are a phone; 16+ failing Luhn nothing.
+		{"four one one one one one one one one one one one two", "[phone]"},
+		{"four one one one one one one one one one one one one one one two", "four one one one one one one one one one one one one one one two"},
+		// Other kinds around.
+		{"five five five one two three four and john at example dot com", "[phone] and [email]"},
+		{"4111 1111 1111 1111 and five five five one two three four", "[card] and [phone]"},
+		{"five five five one two three four, 555-123-4567", "[phone], [phone]"},
+	})
+	runCases(t, All(), []redactCase{
+		// Ordinary speech.
+		{"one or two things", "one or two things"},
+		{"I have three kids and two dogs", "I have three kids and two dogs"},
+		{"call me at nine", "call me at nine"},
+		{"number one priority", "number one priority"},
+		{"twenty twenty six", "twenty twenty six"},
+		{"five o'clock, six o'clock, seven o'clock", "five o'clock, six o'clock, seven o'clock"},
+		{"one two three four five six", "one two three four five six"}, // 6 digits
+		{"one, two, three and four five six seven", "one, two, three and four five six seven"},
+		{"Oh, one two three four five six", "Oh, one two three four five six"},
+		{"o one two three four five six", "o one two three four five six"},
+		{"it costs one hundred and twenty five dollars", "it costs one hundred and twenty five dollars"},
+		{"nine to five, seven days a week, one on one", "nine to five, seven days a week, one on one"},
+		{"someone two three four five six seven", "someone two three four five six seven"}, // 6 digits
+		{"one two three four five six seventeen", "one two three four five six seventeen"},
+		{"one  two three four five six seven", "one  two three four five six seven"}, // two spaces
+		{"double trouble, triple threat", "double trouble, triple threat"},
+		// Digit groups need two digit words beside them ...
+		{"between 2019 2020 one", "between 2019 2020 one"},
+		{"12 05 2026 one", "12 05 2026 one"},
+		// ... and stay out when the digit scanners judged their number.
+		{"$1234567 one two three", "$1234567 one two three"},
+		{"1.000.000 one two three four", "1.000.000 one two three four"},
+		{"12.05.2026 one two", "12.05.2026 one two"},
+		// 20 digits: too long for a card or a phone.
+		{"one two three four five six seven eight nine zero one two three four five six seven eight nine zero",
+			"one two three four five six seven eight nine zero one two three four five six seven eight nine zero"},
+	})
+	// A spoken card is never a phone, even with Cards off.
+	card := "four one one one one one one one one one one one one one one one"
+	runCases(t, Kinds{Phones: true}, []redactCase{{card, card}, {"five five five one two three four", "[phone]"}})
+	runCases(t, Kinds{Cards: true}, []redactCase{{card, "[card]"}})
+	if c := All().Count(card + " and five five five one two three four"); c != (Counts{Cards: 1, Phones: 1}) {
+		t.Errorf("Count = %+v", c)
+	}
+}
+
+func TestSpokenIdempotent(t *testing.T) {
+	for _, s := range []string{
+		"1234567,555 one two three four",
+		"1234567(555 one two three four",
+		"$1234567 555 one two three four",
+		"\"123456789012 5551 one two three four",
+		"one two three 4567 - 1234567890123",
+		"4111111111111111 555 one two three four",
+		"one two three four five six seven-5551234",
+		"one two three four five six o at example dot com",
+		"one two three four five six seven eight at example dot com",
+	} {
+		once := All().Redact(s)
+		if twice := All().Redact(once); twice != once {
+			t.Errorf("Redact(%q) = %q, again %q", s, once, twice)
+		}
+	}
 }
