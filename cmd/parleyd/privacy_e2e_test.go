@@ -479,6 +479,10 @@ func TestEndUserErasure(t *testing.T) {
 		!bytes.Contains(body, []byte("asked by bob")) {
 		t.Fatalf("bob's export: %d %s", status, body)
 	}
+	// While parleyd runs (the write-ahead log is live), and after it stopped.
+	if d := dump(t, dbPath); bytes.Contains(d, []byte(alice)) {
+		t.Error("the database files of the running server still hold the erased end user's pseudonym")
+	}
 	if code := r.stop(t); code != 0 {
 		t.Fatalf("exit %d", code)
 	}

@@ -422,6 +422,15 @@ func (s *Store) DeleteConversations(ctx context.Context, tenantID string, f stor
 	if err != nil {
 		return storage.Deleted{}, err
 	}
+	if d.Conversations > 0 {
+		// secure_delete zeroed the rows in the database pages, but the
+		// write-ahead log still holds earlier images of those pages until
+		// it is reset: copy it back and truncate it now, so an erasure
+		// leaves nothing of the rows in the files. A reader holding an old
+		// snapshot can keep the log from being truncated; then the next
+		// checkpoint does it (the rows are sealed in any case).
+		_, _ = s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	}
 	return d, nil
 }
 
