@@ -369,9 +369,9 @@ func (c *call) getConversation() (any, error) {
 
 // opener opens one tenant's sealed values and tells data that is
 // unreadable because its data key was shredded from data that is broken,
-// as privacy.Export does: seal.ErrShredded while the tenant has no key,
-// and seal.ErrCorrupt for a row older than the tenant's current data key
-// (sealed under a key shredded since, it cannot open under this one). Any
+// as privacy.Export does: seal.ErrShredded (no key, or a value naming a
+// key shredded since), and, for values sealed before key ids existed,
+// seal.ErrCorrupt for a row older than the tenant's current data key. Any
 // other failure is an error.
 type opener struct {
 	kr       Keyring

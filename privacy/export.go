@@ -339,9 +339,10 @@ func conversations(ctx context.Context, b storage.Backend, tenantID string, f st
 // unreadable because its key was shredded from data that is broken.
 //
 // A shredded tenant gets a new data key the next time anything of it is
-// sealed (or pseudonymised), and what was sealed under the shredded key
-// then fails to open with seal.ErrCorrupt rather than seal.ErrShredded.
-// A value that does not open is therefore unreadable, not corrupt, when it
+// sealed (or pseudonymised). A value sealed under the shredded key names
+// that key (seal's format version 2) and opens to seal.ErrShredded. A
+// version 1 value (sealed before key ids existed) fails with
+// seal.ErrCorrupt instead; it is taken as unreadable, not corrupt, when it
 // belongs to a row older than the tenant's current data key: it cannot
 // have been sealed under that key. Anything else that does not open
 // (seal.ErrCorrupt on a row younger than the key, seal.ErrUnknownMasterKey,

@@ -102,7 +102,7 @@ func run(runs, ops int, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "  %-30s %8s %10s %7.0f %10s %7.0f   %s\n", c.name, fmtSize(len(c.payload)), fmtDur(s.ns), s.allocs, fmtDur(o.ns), o.allocs, verdict)
 	}
-	fmt.Fprintf(out, "  (Seal output = input + 29 bytes: version, 12-byte random nonce, 16-byte tag)\n")
+	fmt.Fprintf(out, "  (Seal output = input + 37 bytes: version, 8-byte data key id, 12-byte random nonce, 16-byte tag)\n")
 	fmt.Fprintf(out, "  sealing and opening every turn: %s\n\n", metOr(allMet))
 
 	// A cache miss: what a node pays once per tenant per cache TTL.

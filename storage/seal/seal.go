@@ -7,10 +7,17 @@
 // of that wrapped key can be unwrapped any more (after a master key
 // rotation for backups).
 //
-// Formats (version 1):
+// Formats:
 //
-//	sealed value:     0x01 | nonce (12 random bytes) | AES-256-GCM(data key, nonce, plaintext, aad) with its 16-byte tag
+//	sealed value:     0x02 | key id (8 bytes) | nonce (12 random bytes) | AES-256-GCM(data key, nonce, plaintext, aad) with its 16-byte tag
+//	                  (version 1, written before the key id existed: 0x01 | nonce | ciphertext and tag; still opened)
 //	wrapped data key: 0x01 | nonce (12 random bytes) | AES-256-GCM(master key, nonce, data key, wrap AAD) with its tag
+//
+// The key id is derived from the data key (HKDF, not reversible): a value
+// sealed under a data key that is no longer the tenant's (shredded, and a
+// new one made since; or sealed by a node still caching the old key) is
+// recognised as such and opens to ErrShredded, not ErrCorrupt, on every
+// node and whatever the clocks say.
 //
 // The wrap AAD binds the wrapped key to its tenant and to the master key
 // id, so a wrapped key copied to another tenant's row, or relabelled with
@@ -23,6 +30,7 @@
 package seal
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -43,11 +51,15 @@ import (
 )
 
 const (
-	version     = 1
+	version     = 1 // of wrapped data keys, and of sealed values before key ids
+	version2    = 2 // of sealed values: with the data key's id
+	keyIDSize   = 8
 	nonceSize   = 12
 	tagSize     = 16
-	overhead    = 1 + nonceSize + tagSize // of a sealed value
-	wrappedSize = overhead + KeySize      // of a wrapped data key
+	overhead1   = 1 + nonceSize + tagSize             // of a version 1 sealed value
+	overhead    = 1 + keyIDSize + nonceSize + tagSize // of a sealed value
+	wrappedSize = overhead1 + KeySize                 // of a wrapped data key
+	keyIDInfo   = "parley data key id v1"
 
 	// DefaultCacheTTL is how long an unwrapped data key is cached when
 	// Options.CacheTTL is zero.
@@ -120,6 +132,7 @@ type master struct {
 // dataKey is a tenant's unwrapped data key, ready to use. The raw key is
 // not kept.
 type dataKey struct {
+	id      [keyIDSize]byte // HKDF(data key, keyIDInfo): names the key in what it seals
 	aead    cipher.AEAD
 	macs    sync.Pool // of HMAC-SHA256 hash.Hash keyed with HKDF(data key, "parley pseudonym v1")
 	expires time.Time
@@ -203,16 +216,17 @@ func (k *Keyring) CurrentMasterKeyID() string { return k.current.id }
 
 // Seal encrypts plaintext for tenantID, creating the tenant's data key on
 // first use. aad binds the result to its row (TurnAAD, AudioAAD,
-// AgentAAD): Open needs the same aad. The result is 29 bytes longer than
+// AgentAAD): Open needs the same aad. The result is 37 bytes longer than
 // plaintext.
 func (k *Keyring) Seal(ctx context.Context, tenantID string, plaintext, aad []byte) ([]byte, error) {
 	dk, err := k.dataKey(ctx, tenantID, true)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 1+nonceSize, overhead+len(plaintext))
-	out[0] = version
-	nonce := out[1 : 1+nonceSize]
+	out := make([]byte, 1+keyIDSize+nonceSize, overhead+len(plaintext))
+	out[0] = version2
+	copy(out[1:], dk.id[:])
+	nonce := out[1+keyIDSize : 1+keyIDSize+nonceSize]
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("seal: nonce: %w", err)
 	}
@@ -224,17 +238,25 @@ func (k *Keyring) Seal(ctx context.Context, tenantID string, plaintext, aad []by
 // data key's master key is not loaded, ErrCorrupt if sealed does not
 // authenticate (tampered, truncated, another row's or tenant's).
 func (k *Keyring) Open(ctx context.Context, tenantID string, sealed, aad []byte) ([]byte, error) {
-	if len(sealed) < overhead {
-		return nil, fmt.Errorf("%w: %d bytes is shorter than any sealed value", ErrCorrupt, len(sealed))
-	}
-	if sealed[0] != version {
+	var id []byte
+	switch {
+	case len(sealed) > 0 && sealed[0] == version2 && len(sealed) >= overhead:
+		id, sealed = sealed[1:1+keyIDSize], sealed[1+keyIDSize:]
+	case len(sealed) > 0 && sealed[0] == version && len(sealed) >= overhead1:
+		sealed = sealed[1:]
+	case len(sealed) > 0 && sealed[0] != version && sealed[0] != version2:
 		return nil, fmt.Errorf("%w: unknown version %d", ErrCorrupt, sealed[0])
+	default:
+		return nil, fmt.Errorf("%w: %d bytes is shorter than any sealed value", ErrCorrupt, len(sealed))
 	}
 	dk, err := k.dataKey(ctx, tenantID, false)
 	if err != nil {
 		return nil, err
 	}
-	pt, err := dk.aead.Open(nil, sealed[1:1+nonceSize], sealed[1+nonceSize:], aad)
+	if id != nil && !bytes.Equal(id, dk.id[:]) {
+		return nil, fmt.Errorf("%w: tenant %q: sealed under a data key that is no longer its own", ErrShredded, tenantID)
+	}
+	pt, err := dk.aead.Open(nil, sealed[:nonceSize], sealed[nonceSize:], aad)
 	if err != nil {
 		return nil, ErrCorrupt
 	}
@@ -511,7 +533,12 @@ func (k *Keyring) newDataKey(raw []byte) (*dataKey, error) {
 	if k.ttl > 0 {
 		expires = expires.Add(k.ttl)
 	}
+	id, err := hkdf.Key(sha256.New, raw, nil, keyIDInfo, keyIDSize)
+	if err != nil {
+		return nil, fmt.Errorf("seal: deriving the key id: %w", err)
+	}
 	dk := &dataKey{aead: aead, expires: expires}
+	copy(dk.id[:], id)
 	dk.macs.New = func() any { return hmac.New(sha256.New, pk) }
 	return dk, nil
 }

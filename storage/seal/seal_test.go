@@ -369,7 +369,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, n := range []int{0, 1, 15, 16, 17, 200, 2000, 30000} {
 		pt := bytes.Repeat([]byte("x"), n)
 		s := mustSeal(t, k, "t1", pt, aad)
-		if len(s) != n+29 || s[0] != 1 {
+		if len(s) != n+37 || s[0] != 2 {
 			t.Fatalf("%d bytes sealed to %d (version %d)", n, len(s), s[0])
 		}
 		if n > 16 && bytes.Contains(s, pt[:16]) {
@@ -410,8 +410,15 @@ func TestOpenFailures(t *testing.T) {
 	for i := range s {
 		bad := bytes.Clone(s)
 		bad[i] ^= 0x01
-		if _, err := k.Open(ctx, "t1", bad, aad); !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("byte %d flipped: %v, want ErrCorrupt", i, err)
+		// A changed key id names a key the tenant does not have: without
+		// that key, a tampered id and a value sealed under a shredded key
+		// cannot be told apart, and both are unreadable.
+		want := ErrCorrupt
+		if i >= 1 && i < 1+keyIDSize {
+			want = ErrShredded
+		}
+		if _, err := k.Open(ctx, "t1", bad, aad); !errors.Is(err, want) {
+			t.Fatalf("byte %d flipped: %v, want %v", i, err, want)
 		}
 	}
 	for _, n := range []int{0, 1, 13, 28, len(s) - 1} {
@@ -419,14 +426,15 @@ func TestOpenFailures(t *testing.T) {
 			t.Fatalf("truncated to %d: %v, want ErrCorrupt", n, err)
 		}
 	}
-	v2 := bytes.Clone(s)
-	v2[0] = 2
-	if _, err := k.Open(ctx, "t1", v2, aad); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "version 2") {
-		t.Fatalf("version 2: %v", err)
+	v3 := bytes.Clone(s)
+	v3[0] = 3
+	if _, err := k.Open(ctx, "t1", v3, aad); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "version 3") {
+		t.Fatalf("version 3: %v", err)
 	}
-	// Another tenant's key does not open it, even with the right aad.
-	if _, err := k.Open(ctx, "t2", s, aad); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("other tenant: %v, want ErrCorrupt", err)
+	// Another tenant's key does not open it, even with the right aad: the
+	// value names a key that tenant does not have.
+	if _, err := k.Open(ctx, "t2", s, aad); !errors.Is(err, ErrShredded) {
+		t.Fatalf("other tenant: %v, want ErrShredded", err)
 	}
 	// A tenant without a key: shredded or never sealed.
 	if _, err := k.Open(ctx, "t3", s, aad); !errors.Is(err, ErrShredded) {
@@ -513,7 +521,7 @@ func TestShred(t *testing.T) {
 	s2 := mustSeal(t, a, "t1", []byte("new"), aad)
 	mustOpen(t, b, "t1", s2, aad, []byte("new"))
 	_, err = b.Open(ctx, "t1", s, aad)
-	wantErr(t, err, ErrCorrupt)
+	wantErr(t, err, ErrShredded) // the value names the old key
 }
 
 func TestCache(t *testing.T) {
@@ -1038,4 +1046,49 @@ func TestCheck(t *testing.T) {
 			t.Errorf("%s: Check = %v, want %v naming the key id", tc.name, err, tc.want)
 		}
 	}
+}
+
+// TestShreddedKeyRecognised: after a shred and a new data key, what was
+// sealed under the old key opens to ErrShredded, not ErrCorrupt: also
+// when another node, still caching the old key, sealed it after the new
+// key was made, whatever the clocks say. A version 1 value (no key id)
+// still opens.
+func TestShreddedKeyRecognised(t *testing.T) {
+	ctx := context.Background()
+	st := newFakeStore()
+	m := mustMaster(t, "m1")
+	a := mustKeyring(t, st, Options{}, m)
+	b := mustKeyring(t, st, Options{}, m) // another node
+	aad := TurnAAD("t1", "c", "i")
+	old := mustSeal(t, a, "t1", []byte("before"), aad)
+	if _, err := b.Open(ctx, "t1", old, aad); err != nil { // b caches the old key now
+		t.Fatal(err)
+	}
+	if err := a.Shred(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	fresh := mustSeal(t, a, "t1", []byte("after"), aad) // a makes a new key
+	stale := mustSeal(t, b, "t1", []byte("stale"), aad)  // b still seals under the old one
+	for name, v := range map[string][]byte{"sealed before the shred": old, "sealed by a node caching the old key": stale} {
+		if _, err := a.Open(ctx, "t1", v, aad); !errors.Is(err, ErrShredded) {
+			t.Errorf("%s: Open = %v, want ErrShredded", name, err)
+		}
+	}
+	mustOpen(t, a, "t1", fresh, aad, []byte("after"))
+	// A tampered key id is not a way to fake a shred of a good value
+	// into opening: it is refused too.
+	bad := append([]byte(nil), fresh...)
+	bad[1] ^= 1
+	if _, err := a.Open(ctx, "t1", bad, aad); err == nil {
+		t.Error("a value with a changed key id opened")
+	}
+	// Version 1 (before key ids): version byte, nonce, ciphertext.
+	dk, err := a.dataKey(ctx, "t1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := make([]byte, 1+nonceSize)
+	v1[0] = version
+	v1 = dk.aead.Seal(v1, v1[1:1+nonceSize], []byte("v1"), aad)
+	mustOpen(t, a, "t1", v1, aad, []byte("v1"))
 }
