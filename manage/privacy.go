@@ -2,7 +2,6 @@ package manage
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -340,7 +339,6 @@ func (c *call) getConversation() (any, error) {
 	if err != nil {
 		return nil, storageErr(err, "conversation")
 	}
-	op := &opener{kr: kr, b: b, tenantID: c.tenant.ID}
 	out := conversationDetail{conversationView: viewConversation(conv), Turns: make([]turnView, 0, len(turns))}
 	for i := range turns {
 		t := &turns[i]
@@ -351,7 +349,7 @@ func (c *call) getConversation() (any, error) {
 				FirstPartialMS: l.FirstPartialMS, FinalTranscriptMS: l.FinalTranscriptMS, FirstAudioMS: l.FirstAudioMS,
 				FirstAudioSentMS: l.FirstAudioSentMS}}
 		if t.TextStored && len(t.TextSealed) > 0 {
-			text, unreadable, err := op.open(ctx, t.TextSealed, seal.TurnAAD(c.tenant.ID, conv.ID, t.ID), t.StartedAt)
+			text, unreadable, err := privacy.OpenSealed(ctx, kr, c.tenant.ID, t.TextSealed, seal.TurnAAD(c.tenant.ID, conv.ID, t.ID))
 			if err != nil {
 				return nil, fmt.Errorf("opening turn %s of %s: %w", t.ID, conv.ID, err)
 			}
@@ -365,49 +363,6 @@ func (c *call) getConversation() (any, error) {
 		out.Turns = append(out.Turns, v)
 	}
 	return out, nil
-}
-
-// opener opens one tenant's sealed values and tells data that is
-// unreadable because its data key was shredded from data that is broken,
-// as privacy.Export does: seal.ErrShredded (no key, or a value naming a
-// key shredded since), and, for values sealed before key ids existed,
-// seal.ErrCorrupt for a row older than the tenant's current data key. Any
-// other failure is an error.
-type opener struct {
-	kr       Keyring
-	b        storage.Backend
-	tenantID string
-
-	keyRead    bool
-	keyCreated time.Time
-}
-
-func (o *opener) open(ctx context.Context, sealed, aad []byte, rowTime time.Time) ([]byte, bool, error) {
-	pt, err := o.kr.Open(ctx, o.tenantID, sealed, aad)
-	switch {
-	case err == nil:
-		return pt, false, nil
-	case errors.Is(err, seal.ErrShredded):
-		return nil, true, nil
-	case !errors.Is(err, seal.ErrCorrupt) || rowTime.IsZero():
-		return nil, false, err
-	}
-	if !o.keyRead || o.keyCreated.IsZero() {
-		k, kerr := o.b.GetDataKey(ctx, o.tenantID)
-		switch {
-		case kerr == nil:
-			o.keyCreated = k.CreatedAt
-		case errors.Is(kerr, storage.ErrNotFound):
-			o.keyCreated = time.Time{}
-		default:
-			return nil, false, fmt.Errorf("%w (reading the tenant's data key: %v)", err, kerr)
-		}
-		o.keyRead = true
-	}
-	if !o.keyCreated.IsZero() && rowTime.Before(o.keyCreated) {
-		return nil, true, nil
-	}
-	return nil, false, err
 }
 
 // Export.

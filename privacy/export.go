@@ -72,7 +72,7 @@ type ExportStats struct {
 //
 // Sealed text and audio that cannot be opened because the tenant's data
 // key was shredded are written as null with "unreadable": true (see
-// tenantOpener: that includes data sealed under a key shredded before the
+// OpenSealed: that includes data sealed under a key shredded before the
 // tenant's current one). Any other
 // error (storage, a corrupt sealed value, an unknown master key, w) aborts
 // the export: Export returns it, and w holds a prefix of the document (or
@@ -96,7 +96,7 @@ func Export(ctx context.Context, w io.Writer, b storage.Backend, kr Opener, tena
 	if err := writeOpen(bw, header, "conversations"); err != nil {
 		return stats, err
 	}
-	op := &tenantOpener{kr: kr, b: b, tenantID: tenantID}
+	op := tenantOpener{kr: kr, tenantID: tenantID}
 	first := true
 	for conv, err := range conversations(ctx, b, tenantID, f) {
 		if err != nil {
@@ -135,7 +135,7 @@ func Export(ctx context.Context, w io.Writer, b storage.Backend, kr Opener, tena
 }
 
 // exportConversation writes one conversation with its turns and audio.
-func exportConversation(ctx context.Context, bw *bufio.Writer, b storage.Backend, op *tenantOpener, c *storage.Conversation, stats *ExportStats) error {
+func exportConversation(ctx context.Context, bw *bufio.Writer, b storage.Backend, op tenantOpener, c *storage.Conversation, stats *ExportStats) error {
 	meta := exportConversationMeta{
 		ID: c.ID, AgentID: c.AgentID, Channel: c.Channel, Language: c.Language, Sentiment: c.Sentiment,
 		EndUser: c.EndUser, StartedAt: timePtr(c.StartedAt), EndedAt: timePtr(c.EndedAt),
@@ -160,7 +160,7 @@ func exportConversation(ctx context.Context, bw *bufio.Writer, b storage.Backend
 		// A turn whose text is stored but not sealed yet (written before
 		// sealing existed, until parleyd seals it) has no text to hand out.
 		if t.TextStored && len(t.TextSealed) > 0 {
-			text, unreadable, err := op.open(ctx, t.TextSealed, seal.TurnAAD(c.TenantID, c.ID, t.ID), t.StartedAt)
+			text, unreadable, err := op.open(ctx, t.TextSealed, seal.TurnAAD(c.TenantID, c.ID, t.ID))
 			switch {
 			case err != nil:
 				return fmt.Errorf("privacy: text of turn %s of %s: %w", t.ID, c.ID, err)
@@ -191,7 +191,7 @@ func exportConversation(ctx context.Context, bw *bufio.Writer, b storage.Backend
 	for i := range audio {
 		a := &audio[i]
 		out := exportAudio{TurnID: a.TurnID, Format: a.Format, DurationMS: a.DurationMS, ExpiresAt: timePtr(a.ExpiresAt)}
-		data, unreadable, err := op.open(ctx, a.Sealed, seal.AudioAAD(c.TenantID, c.ID, a.TurnID), a.CreatedAt)
+		data, unreadable, err := op.open(ctx, a.Sealed, seal.AudioAAD(c.TenantID, c.ID, a.TurnID))
 		switch {
 		case err != nil:
 			return fmt.Errorf("privacy: audio of turn %s of %s: %w", a.TurnID, c.ID, err)
@@ -335,54 +335,24 @@ func conversations(ctx context.Context, b storage.Backend, tenantID string, f st
 	}
 }
 
-// tenantOpener opens one tenant's sealed values and tells data that is
-// unreadable because its key was shredded from data that is broken.
-//
-// A shredded tenant gets a new data key the next time anything of it is
-// sealed (or pseudonymised). A value sealed under the shredded key names
-// that key (seal's format version 2) and opens to seal.ErrShredded. A
-// version 1 value (sealed before key ids existed) fails with
-// seal.ErrCorrupt instead; it is taken as unreadable, not corrupt, when it
-// belongs to a row older than the tenant's current data key: it cannot
-// have been sealed under that key. Anything else that does not open
-// (seal.ErrCorrupt on a row younger than the key, seal.ErrUnknownMasterKey,
-// storage errors) is an error.
-type tenantOpener struct {
-	kr       Opener
-	b        storage.Backend
-	tenantID string
-
-	keyRead    bool
-	keyCreated time.Time // of the current data key; zero when it has none
+// OpenSealed opens a tenant's sealed value, and tells data that is
+// unreadable because its data key was shredded (seal.ErrShredded: the
+// tenant has no key, or the value names a key shredded since) from data
+// that is broken or cannot be read now (any other error).
+func OpenSealed(ctx context.Context, kr Opener, tenantID string, sealed, aad []byte) (plaintext []byte, unreadable bool, err error) {
+	plaintext, err = kr.Open(ctx, tenantID, sealed, aad)
+	if errors.Is(err, seal.ErrShredded) {
+		return nil, true, nil
+	}
+	return plaintext, false, err
 }
 
-// open opens sealed with aad; rowTime is when its row was created.
-func (o *tenantOpener) open(ctx context.Context, sealed, aad []byte, rowTime time.Time) (plaintext []byte, unreadable bool, err error) {
-	plaintext, err = o.kr.Open(ctx, o.tenantID, sealed, aad)
-	switch {
-	case err == nil:
-		return plaintext, false, nil
-	case errors.Is(err, seal.ErrShredded):
-		return nil, true, nil
-	case !errors.Is(err, seal.ErrCorrupt) || rowTime.IsZero():
-		return nil, false, err
-	}
-	// Read the key once, and again while the tenant has none (a key
-	// created since the last read explains the failure as well).
-	if !o.keyRead || o.keyCreated.IsZero() {
-		k, kerr := o.b.GetDataKey(ctx, o.tenantID)
-		switch {
-		case kerr == nil:
-			o.keyCreated = k.CreatedAt
-		case errors.Is(kerr, storage.ErrNotFound):
-			o.keyCreated = time.Time{}
-		default:
-			return nil, false, fmt.Errorf("%w (reading the tenant's data key: %v)", err, kerr)
-		}
-		o.keyRead = true
-	}
-	if !o.keyCreated.IsZero() && rowTime.Before(o.keyCreated) {
-		return nil, true, nil
-	}
-	return nil, false, err
+// tenantOpener is OpenSealed for one tenant.
+type tenantOpener struct {
+	kr       Opener
+	tenantID string
+}
+
+func (o tenantOpener) open(ctx context.Context, sealed, aad []byte) ([]byte, bool, error) {
+	return OpenSealed(ctx, o.kr, o.tenantID, sealed, aad)
 }

@@ -420,9 +420,8 @@ func TestExportShredded(t *testing.T) {
 		t.Errorf("globex after acme's shred: %+v", doc.Conversations[0].Turns[0])
 	}
 
-	// The tenant goes on: its next conversation gets a new data key, under
-	// which the old rows do not open (seal.ErrCorrupt, not ErrShredded).
-	// They are still unreadable, not an error.
+	// The tenant goes on: its next conversation gets a new data key. The
+	// old rows name the shredded key: still unreadable, not an error.
 	e.write(t, conv{tenant: "acme", id: "c2", texts: []string{"new text"}, started: time.Now().UTC().Add(time.Minute)})
 	doc, _, raw = e.export(t, "acme", storage.ConversationFilter{})
 	check(t, doc, raw)
@@ -430,8 +429,8 @@ func TestExportShredded(t *testing.T) {
 		t.Errorf("text sealed under the new key: %+v", c2.Turns[0])
 	}
 
-	// A value that does not open under the current key, in a row younger
-	// than the key, is corrupt: the export fails with seal.ErrCorrupt.
+	// A value sealed under the current key for another row is corrupt: the
+	// export fails with seal.ErrCorrupt.
 	bad := e.writes(t, conv{tenant: "acme", id: "c3", texts: []string{"x"}, started: time.Now().UTC().Add(2 * time.Minute)})
 	bad[1].Turn.TextSealed = e.seal(t, "acme", []byte("moved"), seal.TurnAAD("acme", "c2", "item-c2-1")) // another row's
 	if _, err := e.st.WriteBatch(t.Context(), bad); err != nil {

@@ -60,7 +60,7 @@ func ExportTraining(ctx context.Context, w io.Writer, b storage.Backend, kr Open
 	bw := bufio.NewWriterSize(w, bufferSize)
 	red := redact.All()
 	for _, tenantID := range tenants {
-		op := &tenantOpener{kr: kr, b: b, tenantID: tenantID}
+		op := tenantOpener{kr: kr, tenantID: tenantID}
 		tenantPseudonym := ""
 		n := 0
 		for conv, err := range conversations(ctx, b, tenantID, storage.ConversationFilter{}) {
@@ -112,7 +112,7 @@ func ExportTraining(ctx context.Context, w io.Writer, b storage.Backend, kr Open
 }
 
 // trainingTurns returns the redacted text turns of c.
-func trainingTurns(ctx context.Context, b storage.Backend, op *tenantOpener, red redact.Kinds, c *storage.Conversation, now time.Time) ([]trainingTurn, error) {
+func trainingTurns(ctx context.Context, b storage.Backend, op tenantOpener, red redact.Kinds, c *storage.Conversation, now time.Time) ([]trainingTurn, error) {
 	turns, err := b.ListTurns(ctx, c.TenantID, c.ID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil // deleted since it was listed
@@ -126,7 +126,7 @@ func trainingTurns(ctx context.Context, b storage.Backend, op *tenantOpener, red
 		if !t.TextStored || len(t.TextSealed) == 0 || !t.ExpiresAt.After(now) {
 			continue
 		}
-		text, unreadable, err := op.open(ctx, t.TextSealed, seal.TurnAAD(c.TenantID, c.ID, t.ID), t.StartedAt)
+		text, unreadable, err := op.open(ctx, t.TextSealed, seal.TurnAAD(c.TenantID, c.ID, t.ID))
 		if unreadable {
 			continue
 		}

@@ -10,7 +10,6 @@
 // Formats:
 //
 //	sealed value:     0x02 | key id (8 bytes) | nonce (12 random bytes) | AES-256-GCM(data key, nonce, plaintext, aad) with its 16-byte tag
-//	                  (version 1, written before the key id existed: 0x01 | nonce | ciphertext and tag; still opened)
 //	wrapped data key: 0x01 | nonce (12 random bytes) | AES-256-GCM(master key, nonce, data key, wrap AAD) with its tag
 //
 // The key id is derived from the data key (HKDF, not reversible): a value
@@ -51,14 +50,13 @@ import (
 )
 
 const (
-	version     = 1 // of wrapped data keys, and of sealed values before key ids
-	version2    = 2 // of sealed values: with the data key's id
+	version     = 1 // of wrapped data keys
+	version2    = 2 // of sealed values (which name their data key)
 	keyIDSize   = 8
 	nonceSize   = 12
 	tagSize     = 16
-	overhead1   = 1 + nonceSize + tagSize             // of a version 1 sealed value
 	overhead    = 1 + keyIDSize + nonceSize + tagSize // of a sealed value
-	wrappedSize = overhead1 + KeySize                 // of a wrapped data key
+	wrappedSize = 1 + nonceSize + tagSize + KeySize   // of a wrapped data key
 	keyIDInfo   = "parley data key id v1"
 
 	// DefaultCacheTTL is how long an unwrapped data key is cached when
@@ -238,22 +236,18 @@ func (k *Keyring) Seal(ctx context.Context, tenantID string, plaintext, aad []by
 // data key's master key is not loaded, ErrCorrupt if sealed does not
 // authenticate (tampered, truncated, another row's or tenant's).
 func (k *Keyring) Open(ctx context.Context, tenantID string, sealed, aad []byte) ([]byte, error) {
-	var id []byte
-	switch {
-	case len(sealed) > 0 && sealed[0] == version2 && len(sealed) >= overhead:
-		id, sealed = sealed[1:1+keyIDSize], sealed[1+keyIDSize:]
-	case len(sealed) > 0 && sealed[0] == version && len(sealed) >= overhead1:
-		sealed = sealed[1:]
-	case len(sealed) > 0 && sealed[0] != version && sealed[0] != version2:
-		return nil, fmt.Errorf("%w: unknown version %d", ErrCorrupt, sealed[0])
-	default:
+	if len(sealed) < overhead {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than any sealed value", ErrCorrupt, len(sealed))
 	}
+	if sealed[0] != version2 {
+		return nil, fmt.Errorf("%w: unknown version %d", ErrCorrupt, sealed[0])
+	}
+	id, sealed := sealed[1:1+keyIDSize], sealed[1+keyIDSize:]
 	dk, err := k.dataKey(ctx, tenantID, false)
 	if err != nil {
 		return nil, err
 	}
-	if id != nil && !bytes.Equal(id, dk.id[:]) {
+	if !bytes.Equal(id, dk.id[:]) {
 		return nil, fmt.Errorf("%w: tenant %q: sealed under a data key that is no longer its own", ErrShredded, tenantID)
 	}
 	pt, err := dk.aead.Open(nil, sealed[:nonceSize], sealed[nonceSize:], aad)

@@ -1051,8 +1051,7 @@ func TestCheck(t *testing.T) {
 // TestShreddedKeyRecognised: after a shred and a new data key, what was
 // sealed under the old key opens to ErrShredded, not ErrCorrupt: also
 // when another node, still caching the old key, sealed it after the new
-// key was made, whatever the clocks say. A version 1 value (no key id)
-// still opens.
+// key was made, whatever the clocks say.
 func TestShreddedKeyRecognised(t *testing.T) {
 	ctx := context.Background()
 	st := newFakeStore()
@@ -1068,7 +1067,7 @@ func TestShreddedKeyRecognised(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh := mustSeal(t, a, "t1", []byte("after"), aad) // a makes a new key
-	stale := mustSeal(t, b, "t1", []byte("stale"), aad)  // b still seals under the old one
+	stale := mustSeal(t, b, "t1", []byte("stale"), aad) // b still seals under the old one
 	for name, v := range map[string][]byte{"sealed before the shred": old, "sealed by a node caching the old key": stale} {
 		if _, err := a.Open(ctx, "t1", v, aad); !errors.Is(err, ErrShredded) {
 			t.Errorf("%s: Open = %v, want ErrShredded", name, err)
@@ -1082,13 +1081,4 @@ func TestShreddedKeyRecognised(t *testing.T) {
 	if _, err := a.Open(ctx, "t1", bad, aad); err == nil {
 		t.Error("a value with a changed key id opened")
 	}
-	// Version 1 (before key ids): version byte, nonce, ciphertext.
-	dk, err := a.dataKey(ctx, "t1", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v1 := make([]byte, 1+nonceSize)
-	v1[0] = version
-	v1 = dk.aead.Seal(v1, v1[1:1+nonceSize], []byte("v1"), aad)
-	mustOpen(t, a, "t1", v1, aad, []byte("v1"))
 }
