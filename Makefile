@@ -6,13 +6,15 @@ GO        ?= go
 # the npm test client the project needs.
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: deps run test bench lint fuzz testdata clean
+.PHONY: deps run test bench lint fuzz testdata widget clean
 
 deps:
 	@./scripts/deps.sh
 
+# The demo page (/demo) is on for `make run` only: it mints session keys
+# for anyone who can reach the gateway.
 run: deps
-	$(GO) run ./cmd/parleyd $(ARGS)
+	PARLEY_WIDGET_DEMO=$${PARLEY_WIDGET_DEMO:-true} $(GO) run ./cmd/parleyd $(ARGS)
 
 test: deps
 	$(GO) test -race -count=1 -timeout 12m ./...
@@ -39,6 +41,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseMasterKeys$$' -fuzztime $(FUZZTIME) ./storage/seal
 	$(GO) test -run '^$$' -fuzz '^FuzzLanguage$$' -fuzztime $(FUZZTIME) ./privacy/textmeta
 	$(GO) test -run '^$$' -fuzz '^FuzzSentiment$$' -fuzztime $(FUZZTIME) ./privacy/textmeta
+
+# Rebuild web/widget.js from web/widget/src (esbuild's Go API) and
+# type-check the sources; commit the result (a test fails when it is stale).
+widget: deps
+	$(GO) generate ./web
+	cd web/widget && node_modules/.bin/tsc --noEmit -p .
 
 # Regenerate the spoken fixtures in testdata/audio (espeak-ng, sox, opusenc).
 testdata: deps

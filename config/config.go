@@ -34,6 +34,7 @@ type Config struct {
 	Shutdown  Shutdown  `yaml:"shutdown"`
 	Voice     Voice     `yaml:"voice"`
 	WebRTC    WebRTC    `yaml:"webrtc"`
+	Widget    Widget    `yaml:"widget"`
 	// Plans are the limits of each tenant plan (by plan name); a tenant on
 	// a plan not listed gets realtime.max_sessions_per_tenant and
 	// realtime.key_requests_per_second.
@@ -178,6 +179,16 @@ type Shutdown struct {
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
+// Widget configures the website widget (GET /widget.js) and the
+// development demo page.
+type Widget struct {
+	// Enabled serves /widget.js, the one script a site embeds.
+	Enabled bool `yaml:"enabled"`
+	// Demo serves /demo, a page with the widget for the first agent, whose
+	// keys are minted for anyone who can reach the gateway: development only.
+	Demo bool `yaml:"demo"`
+}
+
 // Voice selects the speech engines shared by all agents.
 type Voice struct {
 	STTEngine     string        `yaml:"stt_engine"` // pocketsphinx, openai or none
@@ -292,6 +303,7 @@ func Default() Config {
 		},
 		WebRTC: WebRTC{UDPAddress: ":7882", ConnectTimeout: 15 * time.Second,
 			MaxCalls: 1000, MaxCallsPerKey: 100},
+		Widget: Widget{Enabled: true},
 	}
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Parley's build and tests need on a fresh Debian machine.
 # As root it installs missing Debian packages; otherwise it says what to
-# install. Then it downloads the Go modules and the npm test client.
+# install. Then it downloads the Go modules, the npm test client and
+# TypeScript for the widget's type check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,4 +53,10 @@ go mod download
 if [ ! -d test/npmclient/node_modules/openai ]; then
   echo "deps: npm ci in test/npmclient"
   (cd test/npmclient && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# TypeScript, for the widget's type check (web's TestWidgetTypes); the
+# widget itself is bundled by esbuild's Go API (go generate ./web).
+if [ ! -x web/widget/node_modules/.bin/tsc ]; then
+  echo "deps: npm ci in web/widget"
+  (cd web/widget && npm ci --no-audit --no-fund --loglevel=error)
 fi

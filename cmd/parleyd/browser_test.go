@@ -323,7 +323,7 @@ func launchChromium(t *testing.T, wav string) *browser {
 		// Chromium converts the file's 24 kHz 16-bit mono itself.
 		chromedp.Flag("use-fake-ui-for-media-stream", true),
 		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-file-for-fake-audio-capture", wav+"%noloop"),
+		fakeAudio(wav),
 		// The <audio> element of the remote track plays without a click.
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		// Not needed: --allow-loopback-in-peer-connection (chromium sends
@@ -375,6 +375,15 @@ func launchChromium(t *testing.T, wav string) *browser {
 		}
 	}()
 	return b
+}
+
+// fakeAudio feeds the fake microphone from wav, once; without a wav it
+// plays Chromium's own test tone.
+func fakeAudio(wav string) chromedp.ExecAllocatorOption {
+	if wav == "" {
+		return func(*chromedp.ExecAllocator) {}
+	}
+	return chromedp.Flag("use-file-for-fake-audio-capture", wav+"%noloop")
 }
 
 // dump logs what helps understand a failed call: the page's events,

@@ -251,6 +251,7 @@ func (m *Main) Run(ctx context.Context, stdout io.Writer) error {
 	for _, rt := range api.Routes() {
 		gw.Handle(rt.Method+" "+rt.Pattern, mh)
 	}
+	mountWidget(gw, cfg)
 
 	m.Addr = ln.Addr()
 	m.httpServer = &http.Server{
