@@ -50,14 +50,15 @@ type call struct {
 // createCall answers POST /v1/realtime/calls: an SDP offer as
 // application/sdp with an ephemeral (or secret) key, or a multipart form
 // with parts "sdp" and "session" (JSON) as OpenAI's server-side variant.
+//
+// From a browser (an Origin header), the key decides the origin: see
+// originPermits. Refusals are readable from any origin (writeReadable).
 func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if !s.cors(w, r) {
-		return
-	}
+	origin := r.Header.Get("Origin")
 	refuse := func(e *httpError) {
 		s.metrics.callsRefused.WithLabelValues(e.code).Inc()
-		e.write(w)
+		e.writeReadable(w, origin)
 	}
 	if s.opts.RTC == nil {
 		refuse(&httpError{status: http.StatusNotImplemented, typ: "invalid_request_error", code: "webrtc_disabled",
@@ -81,6 +82,12 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 	}
 	if herr != nil {
 		refuse(herr)
+		return
+	}
+	if !s.originPermits(g, origin, r.Host) {
+		// An ephemeral key is used up by now: one presented from the
+		// wrong origin is burned, which a leaked key deserves.
+		refuse(originNotAllowed(origin, g))
 		return
 	}
 	a, updates, herr := s.callSettings(r.Context(), g, formSession, r.URL.Query().Get("model"))
@@ -167,6 +174,10 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 		sess.serve()
 	}()
 
+	if origin != "" {
+		allowOrigin(w.Header(), origin)
+		w.Header().Set("Access-Control-Expose-Headers", "Location")
+	}
 	w.Header().Set("Location", "/v1/realtime/calls/"+c.id)
 	w.Header().Set("Content-Type", "application/sdp")
 	w.Header().Set("Cache-Control", "no-store")
@@ -378,37 +389,33 @@ func (s *Server) sideband(w http.ResponseWriter, r *http.Request, key, callID st
 	}
 }
 
-// cors applies the CORS policy of browser-facing signaling endpoints: a
-// request from an allowed origin gets the headers it needs (a preflight is
-// answered here); one from another origin is refused. It reports whether
-// the handler should go on.
-func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return r.Method != http.MethodOptions || writeNoPreflight(w)
+// originPermits reports whether a request from a browser origin (the
+// Origin header; "" for clients that are not browsers) may use grant g.
+// An ephemeral key a publishable key minted is bound to its page's origin
+// and works from there only, whatever realtime.allowed_origins says; every
+// other key works from the gateway's own host and the allowed origins.
+func (s *Server) originPermits(g grant, origin, host string) bool {
+	switch {
+	case origin == "":
+		return true
+	case g.origin != "":
+		return origin == g.origin
 	}
-	if !s.originAllowed(origin, r.Host) {
-		writeError(w, http.StatusForbidden, "invalid_request_error", "origin_not_allowed",
-			"the origin "+quote(origin)+" is not allowed (realtime.allowed_origins)")
-		return false
-	}
-	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", origin)
-	h.Add("Vary", "Origin")
-	h.Set("Access-Control-Expose-Headers", "Location")
-	if r.Method == http.MethodOptions {
-		h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
-		h.Set("Access-Control-Max-Age", "600")
-		w.WriteHeader(http.StatusNoContent)
-		return false
-	}
-	return true
+	return s.originAllowed(origin, host)
 }
 
-func writeNoPreflight(w http.ResponseWriter) bool {
+// originNotAllowed is the refusal of a browser origin that g may not be
+// used from.
+func originNotAllowed(origin string, g grant) *httpError {
+	msg := "the origin " + quote(origin) + " is not allowed (realtime.allowed_origins)"
+	if g.origin != "" {
+		msg = "this ephemeral key was minted for origin " + quote(g.origin) + ", not " + quote(origin) + "; it is used up now"
+	}
+	return &httpError{status: http.StatusForbidden, typ: "invalid_request_error", code: "origin_not_allowed", msg: msg}
+}
+
+func writeNoPreflight(w http.ResponseWriter) {
 	writeError(w, http.StatusBadRequest, "invalid_request_error", "invalid_preflight", "a CORS preflight needs an Origin header")
-	return false
 }
 
 // originAllowed reports whether a browser origin may use the gateway: its
@@ -509,20 +516,19 @@ func (d *dcConn) closeNow() error {
 	return d.rc.Close()
 }
 
-// secretsPreflight answers the CORS preflight of POST
-// /v1/realtime/client_secrets from a browser holding a publishable key.
-// A preflight carries no key, so it is answered for any origin; the POST
-// itself is refused unless its key allows the origin (and only then gets
-// Access-Control-Allow-Origin).
-func (s *Server) secretsPreflight(w http.ResponseWriter, r *http.Request) {
+// preflight answers the CORS preflight of the browser-facing POST
+// endpoints (client_secrets, calls). A preflight carries no key, so it is
+// answered for any origin; the POST itself is refused unless its key
+// allows the origin (a publishable key's origins, an ephemeral key's bound
+// origin, or realtime.allowed_origins: see originPermits).
+func preflight(w http.ResponseWriter, r *http.Request) {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		writeNoPreflight(w)
 		return
 	}
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", origin)
-	h.Add("Vary", "Origin")
+	allowOrigin(h, origin)
 	h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
 	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
 	h.Set("Access-Control-Max-Age", "600")

@@ -93,4 +93,3 @@ func (s *Server) mintEphemeral(ctx context.Context, rec *storage.EphemeralKey) (
 	s.metrics.ephemeralKeys.Inc()
 	return key, rec, nil
 }
-

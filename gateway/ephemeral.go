@@ -19,8 +19,10 @@ import (
 // Ephemeral keys ("ek_…") let a browser or app open one session (a WebRTC
 // call or a WebSocket) without holding a secret key: the customer's server
 // mints one with POST /v1/realtime/client_secrets, bound to an agent and
-// session settings. Only the key's SHA-256 is stored; it works once and
-// expires (auth.ephemeral_key_ttl by default, 10 s to 2 h).
+// session settings, or a page does with a publishable key, and then the
+// key is also bound to the page's origin (originPermits). Only the key's
+// SHA-256 is stored; it works once and expires (auth.ephemeral_key_ttl by
+// default, 10 s to 2 h).
 const (
 	ephemeralPrefix = "ek_"
 	minEphemeralTTL = 10 * time.Second
@@ -51,6 +53,25 @@ func (e *httpError) write(w http.ResponseWriter) {
 	writeErrorParam(w, e.status, e.typ, e.code, e.msg, e.param)
 }
 
+// writeReadable writes e so that a page at origin (the request's Origin
+// header; "" for clients that are not browsers) can read it: a widget can
+// then say why it was refused instead of seeing a network error. Error
+// bodies hold nothing the caller may not see.
+func (e *httpError) writeReadable(w http.ResponseWriter, origin string) {
+	if origin != "" {
+		allowOrigin(w.Header(), origin)
+	}
+	e.write(w)
+}
+
+// allowOrigin lets a page at origin read the response.
+func allowOrigin(h http.Header, origin string) {
+	h.Set("Access-Control-Allow-Origin", origin)
+	if !slices.Contains(h.Values("Vary"), "Origin") {
+		h.Add("Vary", "Origin")
+	}
+}
+
 func badRequest(code, param, msg string) *httpError {
 	return &httpError{status: http.StatusBadRequest, typ: "invalid_request_error", code: code, msg: msg, param: param}
 }
@@ -71,6 +92,7 @@ type grant struct {
 	agent     *agent.Agent            // set for ephemeral keys
 	session   *realtime.SessionUpdate // settings minted with an ephemeral key, or nil
 	endUser   string                  // end-user pseudonym an ephemeral key was minted for
+	origin    string                  // browser origin a publishable key minted the ephemeral key for, or ""
 }
 
 // authorize resolves a presented key. Secret keys go through the
@@ -152,7 +174,8 @@ func tooMany(msg string, wait time.Duration) *httpError {
 		msg: msg + "; retry after the Retry-After header's seconds", retryAfter: max(1, int((wait+time.Second-1)/time.Second))}
 }
 
-// limitIP wraps a handler with the per-client-IP rate limit.
+// limitIP wraps a handler with the per-client-IP rate limit. Its refusal
+// is readable by the page that got it, like the handlers' own.
 func (s *Server) limitIP(h http.HandlerFunc) http.HandlerFunc {
 	if s.ipLimiter == nil {
 		return h
@@ -160,7 +183,7 @@ func (s *Server) limitIP(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if ok, wait := s.ipLimiter.Allow(s.opts.ClientIPs.Of(r)); !ok {
 			s.metrics.rateLimited.WithLabelValues("ip").Inc()
-			tooMany("too many requests from this address", wait).write(w)
+			tooMany("too many requests from this address", wait).writeReadable(w, r.Header.Get("Origin"))
 			return
 		}
 		h(w, r)
@@ -193,7 +216,7 @@ func (s *Server) redeem(ctx context.Context, key string, unauth func(code, msg s
 	if err != nil {
 		return grant{}, agentUnavailable(s, err)
 	}
-	g := grant{principal: Principal{TenantID: k.TenantID, KeyID: k.KeyID}, ephemeral: true, agent: a, endUser: k.EndUser}
+	g := grant{principal: Principal{TenantID: k.TenantID, KeyID: k.KeyID}, ephemeral: true, agent: a, endUser: k.EndUser, origin: k.Origin}
 	if len(k.Session) > 0 {
 		session, err := s.opts.Sealer.Open(ctx, k.TenantID, k.Session, seal.SessionAAD(k.TenantID, k.ID))
 		if err != nil {
@@ -240,47 +263,49 @@ func requireRealtime(g grant) *httpError {
 
 // clientSecrets mints an ephemeral key: POST /v1/realtime/client_secrets
 // with a secret key (realtime scope), or from a browser with a publishable
-// key, whose allowed origins and agents bound what it may mint.
+// key, whose allowed origins and agents bound what it may mint. A key
+// minted with a publishable key is bound to the page's origin (see
+// originPermits).
 func (s *Server) clientSecrets(w http.ResponseWriter, r *http.Request) {
+	origin := r.Header.Get("Origin")
+	fail := func(e *httpError) { e.writeReadable(w, origin) }
 	g, herr := s.authorize(r.Context(), bearer(r), false)
 	if herr != nil {
-		herr.write(w)
+		fail(herr)
 		return
 	}
 	publishable := g.principal.Kind == storage.KeyPublishable
 	if publishable {
-		origin := r.Header.Get("Origin")
 		if origin == "" || !slices.Contains(g.principal.Origins, origin) {
 			s.log.Info().Str("key_id", g.principal.KeyID).Str("origin", origin).Msg("publishable key refused: origin not allowed")
-			(&httpError{status: http.StatusForbidden, typ: "invalid_request_error", code: "origin_not_allowed",
-				msg: "this publishable key is not allowed from origin " + quote(origin)}).write(w)
+			fail(&httpError{status: http.StatusForbidden, typ: "invalid_request_error", code: "origin_not_allowed",
+				msg: "this publishable key is not allowed from origin " + quote(origin)})
 			return
 		}
-		w.Header().Set("Access-Control-Allow-Origin", origin)
-		w.Header().Add("Vary", "Origin")
+		allowOrigin(w.Header(), origin)
 	} else if herr := requireRealtime(g); herr != nil {
-		herr.write(w)
+		fail(herr)
 		return
 	}
 	if herr := requireJSON(r); herr != nil {
-		herr.write(w)
+		fail(herr)
 		return
 	}
 	var req clientSecretRequest
 	if herr := decodeBody(w, r, &req); herr != nil {
-		herr.write(w)
+		fail(herr)
 		return
 	}
 	ttl := s.opts.EphemeralTTL
 	if ea := req.ExpiresAfter; ea != nil {
 		if ea.Anchor != "" && ea.Anchor != "created_at" {
-			badRequest(realtime.CodeInvalidValue, "expires_after.anchor", `expires_after.anchor must be "created_at"`).write(w)
+			fail(badRequest(realtime.CodeInvalidValue, "expires_after.anchor", `expires_after.anchor must be "created_at"`))
 			return
 		}
 		if ea.Seconds != nil {
 			sec := *ea.Seconds
 			if sec < int64(minEphemeralTTL/time.Second) || sec > int64(maxEphemeralTTL/time.Second) {
-				badRequest(realtime.CodeInvalidValue, "expires_after.seconds", "expires_after.seconds must be between 10 and 7200").write(w)
+				fail(badRequest(realtime.CodeInvalidValue, "expires_after.seconds", "expires_after.seconds must be between 10 and 7200"))
 				return
 			}
 			ttl = time.Duration(sec) * time.Second
@@ -288,54 +313,39 @@ func (s *Server) clientSecrets(w http.ResponseWriter, r *http.Request) {
 	}
 	a, u, herr := s.sessionRequest(r.Context(), g.principal.TenantID, req.Session, "session", r.URL.Query().Get("model"))
 	if herr != nil {
-		herr.write(w)
+		fail(herr)
 		return
 	}
 	if publishable && !slices.Contains(g.principal.AgentIDs, a.ID) {
-		(&httpError{status: http.StatusForbidden, typ: "invalid_request_error", code: "agent_not_allowed", param: "session.model",
-			msg: "this publishable key is not bound to agent " + quote(a.ID)}).write(w)
+		fail(&httpError{status: http.StatusForbidden, typ: "invalid_request_error", code: "agent_not_allowed", param: "session.model",
+			msg: "this publishable key is not bound to agent " + quote(a.ID)})
 		return
 	}
 	if publishable && req.EndUser != "" {
 		// A publishable key is public: whoever has the page could file
 		// conversations under any end user. The business's backend names
 		// end users, with a secret key.
-		badRequest("invalid_value", "end_user", "end_user needs a secret key: mint the ephemeral key from your backend to name the end user").write(w)
+		fail(badRequest("invalid_value", "end_user", "end_user needs a secret key: mint the ephemeral key from your backend to name the end user"))
 		return
 	}
 	endUser, herr := s.endUser(r.Context(), g.principal.TenantID, req.EndUser, "end_user")
 	if herr != nil {
-		herr.write(w)
+		fail(herr)
 		return
 	}
 	now := s.now()
-	key := newKey(ephemeralPrefix)
 	rec := &storage.EphemeralKey{
-		ID: "ekid_" + randomID(16), TenantID: g.principal.TenantID, KeyID: g.principal.KeyID, AgentID: a.ID,
-		Prefix: key[:KeyPrefixLen], Hash: HashKey(key), Session: []byte(req.Session),
+		TenantID: g.principal.TenantID, KeyID: g.principal.KeyID, AgentID: a.ID, Session: []byte(req.Session),
 		CreatedAt: now.UTC(), ExpiresAt: now.Add(ttl).UTC(), EndUser: endUser,
 	}
-	if isNullJSON(req.Session) {
-		rec.Session = nil
+	if publishable {
+		rec.Origin = origin // the key works only from this page's origin
 	}
-	if len(rec.Session) > 0 {
-		// The session may carry per-user instructions: stored sealed.
-		sealed, err := s.opts.Sealer.Seal(r.Context(), rec.TenantID, rec.Session, seal.SessionAAD(rec.TenantID, rec.ID))
-		if err != nil {
-			s.log.Error().Err(err).Msg("sealing an ephemeral key's session failed")
-			(&httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: "storage_unavailable",
-				msg: "the key could not be stored; try again", retryAfter: 1}).write(w)
-			return
-		}
-		rec.Session = sealed
-	}
-	if err := s.opts.Store.CreateEphemeralKey(r.Context(), rec); err != nil {
-		s.log.Error().Err(err).Msg("storing an ephemeral key failed")
-		(&httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: "storage_unavailable",
-			msg: "the key could not be stored; try again", retryAfter: 1}).write(w)
+	key, rec, herr := s.mintEphemeral(r.Context(), rec)
+	if herr != nil {
+		fail(herr)
 		return
 	}
-	s.metrics.ephemeralKeys.Inc()
 	st := realtime.NewSession("sess_pending", a.ID, a.Instructions, rec.ExpiresAt.Unix())
 	st.ID = ""
 	if u != nil {

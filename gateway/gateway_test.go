@@ -326,7 +326,7 @@ func TestAuthentication(t *testing.T) {
 		{"wrong key", http.Header{"Authorization": {"Bearer sk_wrong_0123456789abcdef"}}, "?model=assistant", 401, "invalid_api_key"},
 		{"short key", http.Header{"Authorization": {"Bearer x"}}, "?model=assistant", 401, "invalid_api_key"},
 		{"beta dialect", http.Header{"Authorization": {"Bearer " + testKey}, "Openai-Beta": {"realtime=v1"}}, "?model=assistant", 400, "unsupported_dialect"},
-		{"disallowed origin", http.Header{"Authorization": {"Bearer " + testKey}, "Origin": {"https://evil.example"}}, "?model=assistant", 403, ""},
+		{"disallowed origin", http.Header{"Authorization": {"Bearer " + testKey}, "Origin": {"https://evil.example"}}, "?model=assistant", 403, "origin_not_allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -216,9 +217,9 @@ func New(opts Options) (*Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /v1/realtime", s.limitIP(s.logged("/v1/realtime", s.realtime)))
 	mux.HandleFunc("POST /v1/realtime/client_secrets", s.limitIP(s.logged("/v1/realtime/client_secrets", s.clientSecrets)))
-	mux.HandleFunc("OPTIONS /v1/realtime/client_secrets", s.limitIP(s.secretsPreflight))
+	mux.HandleFunc("OPTIONS /v1/realtime/client_secrets", s.limitIP(preflight))
 	mux.HandleFunc("POST /v1/realtime/calls", s.limitIP(s.logged("/v1/realtime/calls", s.createCall)))
-	mux.HandleFunc("OPTIONS /v1/realtime/calls", s.limitIP(func(w http.ResponseWriter, r *http.Request) { s.cors(w, r) }))
+	mux.HandleFunc("OPTIONS /v1/realtime/calls", s.limitIP(preflight))
 	mux.HandleFunc("POST /v1/realtime/calls/{call_id}/hangup", s.limitIP(s.logged("/v1/realtime/calls/{call_id}/hangup", s.hangupCall)))
 	mux.HandleFunc("/v1/realtime", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET")
@@ -279,15 +280,18 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 		s.sideband(w, r, key, callID)
 		return
 	}
-	if origin := r.Header.Get("Origin"); origin != "" && strings.HasPrefix(key, ephemeralPrefix) && !s.originAllowed(origin, r.Host) {
-		// Refused before the key is used up.
-		s.metrics.sessionsRefused.WithLabelValues("handshake").Inc()
-		writeError(w, http.StatusForbidden, "invalid_request_error", "origin_not_allowed", "the origin "+quote(origin)+" is not allowed (realtime.allowed_origins)")
-		return
-	}
 	g, herr := s.authorize(r.Context(), key, true)
 	if herr == nil {
 		herr = requireRealtime(g)
+	}
+	origin := r.Header.Get("Origin")
+	if herr == nil && !s.originPermits(g, origin, r.Host) {
+		// Checked after authorize: the origin an ephemeral key is bound to
+		// is only known once it is redeemed. A key presented from the
+		// wrong origin is thereby used up, which a leaked key deserves.
+		s.metrics.sessionsRefused.WithLabelValues("handshake").Inc()
+		originNotAllowed(origin, g).write(w)
+		return
 	}
 	if herr != nil {
 		reason := "unauthenticated"
@@ -342,10 +346,16 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 
+	// Accept checks the origin again: against the allowed origins, or,
+	// for a key bound to an origin, exactly that one (checked above).
+	patterns := s.opts.AllowedOrigins
+	if g.origin != "" && origin != "" {
+		patterns = []string{exactOriginPattern(origin)}
+	}
 	hw := &hijackRW{ResponseWriter: w}
 	conn, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{"realtime"},
-		OriginPatterns: s.opts.AllowedOrigins,
+		OriginPatterns: patterns,
 	})
 	if err != nil {
 		// Accept wrote the HTTP error (bad handshake, origin not allowed).
@@ -516,6 +526,24 @@ func isClosed(c <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// exactOriginPattern is a websocket.AcceptOptions.OriginPatterns entry
+// matching only origin: a pattern with "://" is matched against the
+// Origin's scheme://host, and path.Match's metacharacters are escaped.
+func exactOriginPattern(origin string) string {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return "" // matches no origin
+	}
+	var b strings.Builder
+	for _, c := range u.Scheme + "://" + u.Host {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 func splitProtocols(values []string) []string {

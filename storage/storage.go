@@ -166,7 +166,11 @@ type EphemeralKey struct {
 	Session  []byte // JSON session settings, opaque to storage (may be empty)
 	// EndUser is the pseudonym of the end user the key was minted for
 	// (never the identifier itself); "" when none was named.
-	EndUser   string
+	EndUser string
+	// Origin is the browser origin (e.g. "https://shop.example") a
+	// publishable key minted the key for; "" for keys minted with a
+	// secret key.
+	Origin    string
 	CreatedAt time.Time
 	ExpiresAt time.Time // required
 	UsedAt    time.Time // zero until consumed

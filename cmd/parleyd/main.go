@@ -332,6 +332,13 @@ func (m *Main) printBanner(w io.Writer, scheme, generated string, agents map[str
 			scheme, host, port, m.Edge.UDPAddr())
 	}
 	fmt.Fprintf(&b, "  manage:   %s://%s:%s/v1/openapi.json (sign up: POST /v1/auth/register; tenants, keys, agents under /v1/tenants)\n", scheme, host, port)
+	if m.Config.Widget.Enabled {
+		fmt.Fprintf(&b, "  widget:   <script src=\"%s://%s:%s/widget.js\" data-key=\"pk_...\" data-agent=\"%s\" async></script>\n",
+			scheme, host, port, firstAgent(m.Config))
+	}
+	if m.Config.Widget.Demo {
+		fmt.Fprintf(&b, "  demo:     open %s://%s:%s/demo in a browser (development only: widget.demo)\n", scheme, host, port)
+	}
 	fmt.Fprintf(&b, "  chat:     go run ./cmd/parley chat -url %s://%s:%s -key $PARLEY_API_KEY\n\n", scheme, host, port)
 	_, _ = io.WriteString(w, b.String())
 }

@@ -50,7 +50,7 @@ var widgetPage = template.Must(template.New("page").Parse(`<!doctype html>
   window.__before = new Set(Object.getOwnPropertyNames(window));
   window.__events = [];
   function __hook() {
-    for (const name of ["message", "delta", "state", "status", "error", "open", "close"]) {
+    for (const name of ["message", "delta", "state", "status", "error", "interrupted", "open", "close"]) {
       Parley.on(name, (d) => window.__events.push({ name, ...d, at: performance.now() }));
     }
     window.__hooked = true;
@@ -119,7 +119,7 @@ func newWidgetRig(t *testing.T, mic string) *widgetRig {
 	// what lets the site's sessions in.
 	w.r = start(t, "../../configs/parley.yaml",
 		"PARLEY_STORAGE_URL="+filepath.Join(t.TempDir(), "p.db"),
-		"PARLEY_WEBRTC_UDP_ADDRESS=0.0.0.0:0")
+		"PARLEY_WEBRTC_UDP_ADDRESS=0.0.0.0:0", "PARLEY_WIDGET_DEMO=true")
 	w.proxy = newTCPProxy(t, w.r.m.Addr.String())
 	w.gateway = "http://" + w.proxy.addr()
 	w.site = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
@@ -210,7 +210,7 @@ func (w *widgetRig) load(ctx context.Context, siteURL string) {
 func (w *widgetRig) waitFor(ctx context.Context, what, cond string) {
 	w.t.Helper()
 	for {
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!(` + cond + `)`))
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!(`+cond+`)`))
 		if err == nil && ok {
 			return
 		}
@@ -404,6 +404,46 @@ func TestWidget(t *testing.T) {
 		}
 	})
 
+	t.Run("microphone refused", func(t *testing.T) {
+		w.t = t
+		w.load(ctx, w.site.URL)
+		// The visitor says no to the microphone prompt.
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`navigator.mediaDevices.getUserMedia = () =>
+		  Promise.reject(new DOMException("Permission denied", "NotAllowedError")); true`)); err != nil {
+			t.Fatal(err)
+		}
+		w.click(ctx, ".launcher")
+		w.click(ctx, ".mic")
+		w.waitFor(ctx, "the refusal to be explained", `document.querySelector("parley-widget").shadowRoot.querySelector(".status.error")?.textContent.includes("Microphone access was refused")`)
+		st, _ := w.state(ctx)
+		if st.Voice != "off" {
+			t.Errorf("voice is %q after the refusal, want off", st.Voice)
+		}
+		// Text goes on.
+		w.click(ctx, "#parley-input")
+		w.keys(ctx, "What is Parley?\r")
+		w.answered(ctx, 1)
+	})
+
+	t.Run("demo page", func(t *testing.T) {
+		w.t = t
+		// parleyd's own demo (widget.demo, on for make run): the widget on
+		// the gateway's origin, its keys minted by /demo/token.
+		demo := "http://" + w.r.m.Addr.String() + "/demo"
+		if err := chromedp.Do(ctx, chromedp.Navigate(demo)); err != nil {
+			t.Fatal(err)
+		}
+		w.waitFor(ctx, "the widget on the demo page", `window.Parley && document.querySelector("parley-widget")`)
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__events = []; for (const n of ["message"]) Parley.on(n, (d) => __events.push({name: n, ...d})); true`)); err != nil {
+			t.Fatal(err)
+		}
+		w.click(ctx, ".launcher")
+		w.keys(ctx, "What is Parley?\r")
+		if answer := w.answered(ctx, 1); !strings.Contains(answer, "Parley") {
+			t.Errorf("the demo's answer: %q", answer)
+		}
+	})
+
 	t.Run("refused origin", func(t *testing.T) {
 		w.t = t
 		// Another site, whose origin the publishable key does not list.
@@ -476,7 +516,7 @@ func TestWidgetVoice(t *testing.T) {
 	w.waitFor(ctx, "the spoken question", `window.__events.some((e) => e.name === "message" && e.role === "user" && e.spoken)`)
 	w.waitFor(ctx, "the answer to be spoken", `window.__events.some((e) => e.name === "state" && e.voice === "speaking")`)
 	// The second utterance comes while the answer plays: it interrupts.
-	w.waitFor(ctx, "the spoken answer to be interrupted by speech", `window.__events.some((e) => e.name === "message" && e.role === "assistant" && e.interrupted)`)
+	w.waitFor(ctx, "the spoken answer to be interrupted by speech", `window.__events.some((e) => e.name === "interrupted")`)
 	states, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__events.filter((e) => e.name === "state").map((e) => e.voice)`))
 	t.Logf("voice states: %v", states)
 	if !inOrder(states, "listening", "hearing", "thinking", "speaking", "hearing") {
@@ -500,7 +540,7 @@ func TestWidgetVoice(t *testing.T) {
 	  const s = window.__events.filter((e) => e.name === "state").map((e) => e.voice);
 	  return s[s.length - 1] === "listening" && !document.querySelector("parley-widget").shadowRoot.querySelector(".msg.pending");
 	})()`)
-	before, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`window.__events.filter((e) => e.name === "message" && e.interrupted).length`))
+	before, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`window.__events.filter((e) => e.name === "interrupted").length`))
 	w.click(ctx, "#parley-input")
 	w.keys(ctx, "What is Parley?\r")
 	w.waitFor(ctx, "the typed question's answer to be spoken", `(() => {
@@ -509,7 +549,7 @@ func TestWidgetVoice(t *testing.T) {
 	})()`)
 	w.click(ctx, ".stop")
 	w.waitFor(ctx, "the stop button to cut the answer", fmt.Sprintf(
-		`window.__events.filter((e) => e.name === "message" && e.interrupted).length > %d`, before))
+		`window.__events.filter((e) => e.name === "interrupted").length > %d`, before))
 	w.waitFor(ctx, "listening after the stop", `(() => {
 	  const s = window.__events.filter((e) => e.name === "state").map((e) => e.voice);
 	  return s[s.length - 1] === "listening";

@@ -652,10 +652,10 @@ func (s *Store) CreateEphemeralKey(ctx context.Context, k *storage.EphemeralKey)
 		session = []byte{} // the column is NOT NULL; pgx sends a nil slice as NULL
 	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO ephemeral_keys
-		(id, tenant_id, key_id, agent_id, prefix, hash, session, created_at, expires_at, used_at, end_user)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		(id, tenant_id, key_id, agent_id, prefix, hash, session, created_at, expires_at, used_at, end_user, origin)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		k.ID, k.TenantID, k.KeyID, k.AgentID, k.Prefix, k.Hash, session,
-		ts(k.CreatedAt), ts(k.ExpiresAt), nullTS(k.UsedAt), k.EndUser)
+		ts(k.CreatedAt), ts(k.ExpiresAt), nullTS(k.UsedAt), k.EndUser, k.Origin)
 	return mapErr(err)
 }
 
@@ -675,10 +675,10 @@ func (s *Store) ConsumeEphemeralKey(ctx context.Context, prefix string, hash []b
 		disabled               bool
 	)
 	err := s.pool.QueryRow(ctx, `SELECT k.id, k.tenant_id, k.key_id, k.agent_id, k.prefix, k.hash, k.session,
-		k.created_at, k.expires_at, k.used_at, k.end_user, NOT (`+tenantActive+`)
+		k.created_at, k.expires_at, k.used_at, k.end_user, k.origin, NOT (`+tenantActive+`)
 		FROM ephemeral_keys k WHERE k.prefix = $1`, prefix).Scan(
 		&k.ID, &k.TenantID, &k.KeyID, &k.AgentID, &k.Prefix, &k.Hash, &k.Session,
-		&created, &expires, &used, &k.EndUser, &disabled)
+		&created, &expires, &used, &k.EndUser, &k.Origin, &disabled)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, storage.ErrNotFound
 	}

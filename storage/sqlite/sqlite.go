@@ -299,12 +299,12 @@ const (
 	sqlRollbackTo = `ROLLBACK TO parley_write`
 
 	sqlInsertEphemeralKey = `INSERT INTO ephemeral_keys
-		(id, tenant_id, key_id, agent_id, prefix, hash, session, created_at, expires_at, used_at, end_user)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		(id, tenant_id, key_id, agent_id, prefix, hash, session, created_at, expires_at, used_at, end_user, origin)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	// Run inside ConsumeEphemeralKey's write transaction. The last column
 	// is true when the key's tenant is disabled.
 	sqlSelectEphemeralKey = `SELECT k.id, k.tenant_id, k.key_id, k.agent_id, k.prefix, k.hash, k.session,
-		k.created_at, k.expires_at, k.used_at, k.end_user, NOT (` + tenantActive + `)
+		k.created_at, k.expires_at, k.used_at, k.end_user, k.origin, NOT (` + tenantActive + `)
 		FROM ephemeral_keys k WHERE k.prefix = ?`
 	sqlUseEphemeralKey = `UPDATE ephemeral_keys SET used_at = ? WHERE id = ? AND used_at IS NULL`
 )
@@ -776,7 +776,7 @@ func (s *Store) CreateEphemeralKey(ctx context.Context, k *storage.EphemeralKey)
 	}
 	_, err := s.st.insertEphemeralKey.ExecContext(ctx,
 		k.ID, k.TenantID, k.KeyID, k.AgentID, k.Prefix, k.Hash, session,
-		unixMS(k.CreatedAt), unixMS(k.ExpiresAt), nullMS(k.UsedAt), k.EndUser)
+		unixMS(k.CreatedAt), unixMS(k.ExpiresAt), nullMS(k.UsedAt), k.EndUser, k.Origin)
 	return mapErr(err)
 }
 
@@ -802,7 +802,7 @@ func (s *Store) ConsumeEphemeralKey(ctx context.Context, prefix string, hash []b
 	)
 	err = tx.StmtContext(ctx, s.st.selectEphemeralKey).QueryRowContext(ctx, prefix).Scan(
 		&k.ID, &k.TenantID, &k.KeyID, &k.AgentID, &k.Prefix, &k.Hash, &k.Session,
-		&created, &expires, &used, &k.EndUser, &disabled)
+		&created, &expires, &used, &k.EndUser, &k.Origin, &disabled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, storage.ErrNotFound
 	}

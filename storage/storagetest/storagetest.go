@@ -771,6 +771,7 @@ func ephemeralKey(id string, n int, fill byte, expires time.Time) *storage.Ephem
 		Hash:      bytes.Repeat([]byte{fill}, 32),
 		Session:   []byte(`{"voice":"alloy","instructions":"Réponds en français."}`),
 		EndUser:   "eu_0123456789abcdef0123456789abcdef",
+		Origin:    "https://shop.example",
 		CreatedAt: t0,
 		ExpiresAt: expires,
 	}
@@ -808,7 +809,7 @@ func checkEphemeralKey(t *testing.T, got, want *storage.EphemeralKey, usedAt tim
 	t.Helper()
 	if got.ID != want.ID || got.TenantID != want.TenantID || got.KeyID != want.KeyID ||
 		got.AgentID != want.AgentID || got.Prefix != want.Prefix || !bytes.Equal(got.Hash, want.Hash) ||
-		!bytes.Equal(got.Session, want.Session) || got.EndUser != want.EndUser {
+		!bytes.Equal(got.Session, want.Session) || got.EndUser != want.EndUser || got.Origin != want.Origin {
 		t.Errorf("ephemeral key = %+v\nwant %+v", got, want)
 	}
 	checkTime(t, "CreatedAt", got.CreatedAt, want.CreatedAt)
@@ -820,7 +821,7 @@ func testEphemeralKeys(t *testing.T, s storage.Store) {
 	k := ephemeralKey("ek_id_1", 1, 0x01, t0.Add(time.Hour))
 	mustCreateEphemeralKey(t, s, k)
 	bare := ephemeralKey("ek_id_2", 2, 0x02, t0.Add(time.Hour))
-	bare.KeyID, bare.Session, bare.CreatedAt, bare.EndUser = "", nil, time.Time{}, ""
+	bare.KeyID, bare.Session, bare.CreatedAt, bare.EndUser, bare.Origin = "", nil, time.Time{}, "", ""
 	mustCreateEphemeralKey(t, s, bare)
 
 	// What finds no key, and does not use it up either.
@@ -846,10 +847,11 @@ func testEphemeralKeys(t *testing.T, s storage.Store) {
 	// Expiry is checked before use.
 	consumeErr(t, s, "used key after expiry", k.Prefix, k.Hash, k.ExpiresAt, storage.ErrExpired)
 
-	// A key with no session, key id or creation time round-trips them empty.
+	// A key with no session, key id, origin or creation time round-trips
+	// them empty.
 	got = mustConsume(t, s, bare, at)
-	if len(got.Session) != 0 || got.KeyID != "" {
-		t.Errorf("bare key: Session = %q, KeyID = %q; want both empty", got.Session, got.KeyID)
+	if len(got.Session) != 0 || got.KeyID != "" || got.Origin != "" {
+		t.Errorf("bare key: Session = %q, KeyID = %q, Origin = %q; want all empty", got.Session, got.KeyID, got.Origin)
 	}
 	checkEphemeralKey(t, got, bare, at)
 }

@@ -53,6 +53,8 @@ export class Conversation {
   private dropped = false;
   private activeResponse: string | null = null;
   private current: Message | null = null;
+  /** speaking is the answer whose audio is playing. */
+  private speaking: Message | null = null;
   private byItem = new Map<string, Message>();
   private mic: MediaStream | null = null;
   private voiceState: VoiceState = "off";
@@ -297,7 +299,7 @@ export class Conversation {
             this.drop(m);
           } else {
             m.done = true;
-            m.interrupted = status === "cancelled" || status === "incomplete";
+            m.interrupted ||= status === "cancelled" || status === "incomplete";
             this.view.message(m);
             this.emit("message", { role: "assistant", text: m.text, interrupted: m.interrupted });
           }
@@ -311,7 +313,7 @@ export class Conversation {
         break;
       }
       case "conversation.item.truncated":
-        if (this.current) this.current.interrupted = true;
+        this.interrupted(this.current ?? this.speaking);
         break;
       case "conversation.item.added": {
         const it = ev.item;
@@ -356,13 +358,30 @@ export class Conversation {
         this.setVoice("thinking");
         break;
       case "output_audio_buffer.started":
+        this.speaking = this.current ?? this.lastAnswer();
         this.setVoice("speaking");
         break;
-      case "output_audio_buffer.stopped":
       case "output_audio_buffer.cleared":
+      case "output_audio_buffer.stopped":
+        if (ev.type === "output_audio_buffer.cleared") this.interrupted(this.speaking);
+        this.speaking = null;
         if (this.mode === "voice") this.setVoice(this.activeResponse !== null ? "thinking" : "listening");
         break;
     }
+  }
+
+  private lastAnswer(): Message | null {
+    const last = this.history[this.history.length - 1];
+    return last && last.role === "assistant" && !last.local ? last : null;
+  }
+
+  /** interrupted marks an answer cut short (by the visitor's speech or the
+   * stop button): what was shown may be more than what was heard. */
+  private interrupted(m: Message | null): void {
+    if (!m || m.interrupted) return;
+    m.interrupted = true;
+    this.view.message(m);
+    this.emit("interrupted", { text: m.text });
   }
 
   /** interrupt stops the agent: the answer under way and its speech. */
