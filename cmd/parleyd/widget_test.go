@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
@@ -61,7 +62,7 @@ var widgetPage = template.Must(template.New("page").Parse(`<!doctype html>
 <h1>Welcome to the shop</h1>
 <p><a href="#top">A link before the widget</a></p>
 <script src="{{.Gateway}}/widget.js" data-key="{{.Key}}" data-agent="{{.Agent}}" data-title="Shop assistant"
-  data-greeting="Hi! How can I help?" async onload="__hook()"></script>
+  data-greeting="Hi! How can I help?" {{if .Color}}data-color="{{.Color}}"{{end}} async onload="__hook()"></script>
 </body>
 </html>
 `))
@@ -99,6 +100,43 @@ const widgetStateJS = `(() => {
   };
 })()`
 
+// contrastJS returns the contrast ratios (WCAG 2) of the widget's text
+// against its background: header, both bubbles, the input's placeholder.
+const contrastJS = `(() => {
+  const r = document.querySelector("parley-widget").shadowRoot;
+  const rgb = (c) => c.match(/[\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => {
+    const [R, G, B] = rgb(c).map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * R + 0.7152 * G + 0.0722 * B;
+  };
+  const ratio = (fg, bg) => { const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x); return (a + 0.05) / (b + 0.05); };
+  const pair = (sel, bgSel, pseudo) => {
+    const e = r.querySelector(sel), b = r.querySelector(bgSel ?? sel);
+    return ratio(getComputedStyle(e, pseudo).color, getComputedStyle(b).backgroundColor);
+  };
+  return {
+    header: pair("header h2", "header"),
+    user: pair(".msg.user .text", ".msg.user"),
+    assistant: pair(".msg.assistant .text", ".msg.assistant"),
+    placeholder: pair("textarea", "textarea", "::placeholder"),
+  };
+})()`
+
+// checkContrast fails the test for text under 4.5:1 (WCAG AA).
+func (w *widgetRig) checkContrast(ctx context.Context, what string) {
+	w.t.Helper()
+	ratios, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]float64](contrastJS))
+	if err != nil {
+		w.t.Fatalf("contrast: %v", err)
+	}
+	for k, v := range ratios {
+		if v < 4.5 {
+			w.t.Errorf("%s: %s text contrast %.2f:1, want at least 4.5:1", what, k, v)
+		}
+	}
+	w.t.Logf("%s contrast: %v", what, ratios)
+}
+
 // widgetRig is a parleyd, a TCP proxy in front of it (the test cuts the
 // connections there), the customer's site, and a browser.
 type widgetRig struct {
@@ -129,7 +167,7 @@ func newWidgetRig(t *testing.T, mic string) *widgetRig {
 		}
 		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
 		q := req.URL.Query()
-		_ = widgetPage.Execute(rw, map[string]string{"Gateway": w.gateway, "Key": q.Get("key"), "Agent": "assistant"})
+		_ = widgetPage.Execute(rw, map[string]string{"Gateway": w.gateway, "Key": q.Get("key"), "Agent": "assistant", "Color": q.Get("color")})
 	}))
 	t.Cleanup(w.site.Close)
 	w.key = businessWithWidget(t, "http://"+w.r.m.Addr.String(), w.site.URL)
@@ -200,10 +238,16 @@ func requireBrowser(t *testing.T) {
 // waits for the widget's script to have run.
 func (w *widgetRig) load(ctx context.Context, siteURL string) {
 	w.t.Helper()
-	if err := chromedp.Do(ctx, chromedp.Navigate(siteURL+"/?key="+w.key)); err != nil {
+	w.loadQuery(ctx, siteURL, "")
+	w.waitFor(ctx, "the widget to load", `window.__hooked === true && !!document.querySelector("parley-widget")`)
+}
+
+// loadQuery opens the page with more query parameters (color=…).
+func (w *widgetRig) loadQuery(ctx context.Context, siteURL, query string) {
+	w.t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(siteURL+"/?key="+w.key+"&"+query)); err != nil {
 		w.t.Fatalf("load %s: %v", siteURL, err)
 	}
-	w.waitFor(ctx, "the widget to load", `window.__hooked === true && !!document.querySelector("parley-widget")`)
 }
 
 // waitFor polls the JavaScript condition until it is true.
@@ -347,7 +391,31 @@ func TestWidget(t *testing.T) {
 		if c, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie + localStorage.length + sessionStorage.length`)); c != "00" {
 			t.Errorf("cookies and storage on the site: %q, want none", c)
 		}
+		w.checkContrast(ctx, "default colour")
 		w.screenshots(ctx)
+		// A light brand colour gets dark text.
+		w.loadQuery(ctx, w.site.URL, "color=%23ffd700")
+		w.waitFor(ctx, "the widget to load", `window.__hooked === true`)
+		w.click(ctx, ".launcher")
+		w.keys(ctx, "Hello there.\r")
+		w.answered(ctx, 1)
+		w.checkContrast(ctx, "colour #ffd700")
+	})
+
+	t.Run("bad option", func(t *testing.T) {
+		w.t = t
+		w.loadQuery(ctx, w.site.URL, "color=red")
+		w.waitFor(ctx, "the script to run", `window.__hooked === true`)
+		if n, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!document.querySelector("parley-widget")`)); n {
+			t.Errorf("the widget started with data-color=red")
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(w.b.console.String(), "data-color must be a hex colour") {
+			if time.Now().After(deadline) {
+				t.Fatalf("no console error naming data-color: %s", w.b.console)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	})
 
 	t.Run("keyboard", func(t *testing.T) {
@@ -375,6 +443,18 @@ func TestWidget(t *testing.T) {
 		outline, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("parley-widget").shadowRoot.querySelector(".launcher")).outlineStyle`))
 		if outline != "solid" {
 			t.Errorf("the focused launcher's outline is %q, want a visible one", outline)
+		}
+		// Reduced motion: no transitions or animations.
+		if err := chromedp.Do(ctx, emulateMedia(&emulation.MediaFeature{Name: "prefers-reduced-motion", Value: "reduce"})); err != nil {
+			t.Fatal(err)
+		}
+		dur, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("parley-widget").shadowRoot.querySelector(".launcher")).transitionDuration`))
+		if err := chromedp.Do(ctx, emulateMedia()); err != nil {
+			t.Fatal(err)
+		}
+		normal, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("parley-widget").shadowRoot.querySelector(".launcher")).transitionDuration`))
+		if dur != "0s" || normal == "0s" {
+			t.Errorf("transition %q with reduced motion, %q without; want none with it", dur, normal)
 		}
 		// The log is a live region, and new messages are announced.
 		role, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => { const l = document.querySelector("parley-widget").shadowRoot.querySelector(".log"); return l.getAttribute("role") + "/" + l.getAttribute("aria-live"); })()`))
@@ -425,6 +505,27 @@ func TestWidget(t *testing.T) {
 		w.answered(ctx, 1)
 	})
 
+	t.Run("webrtc fails", func(t *testing.T) {
+		w.t = t
+		w.load(ctx, w.site.URL)
+		// The browser's WebRTC cannot complete the call (a firewall, a
+		// policy): the widget says so and stays in text.
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`RTCPeerConnection.prototype.setRemoteDescription = () =>
+		  Promise.reject(new Error("blocked by policy")); true`)); err != nil {
+			t.Fatal(err)
+		}
+		w.click(ctx, ".launcher")
+		w.click(ctx, ".mic")
+		w.waitFor(ctx, "the fallback to be explained", `document.querySelector("parley-widget").shadowRoot.querySelector(".status.error")?.textContent.includes("Voice isn't available right now")`)
+		st, _ := w.state(ctx)
+		if st.Voice != "off" || !strings.Contains(st.Status, "blocked by policy") {
+			t.Errorf("after the failed call: voice %q, status %q", st.Voice, st.Status)
+		}
+		w.click(ctx, "#parley-input")
+		w.keys(ctx, "What is Parley?\r")
+		w.answered(ctx, 1)
+	})
+
 	t.Run("demo page", func(t *testing.T) {
 		w.t = t
 		// parleyd's own demo (widget.demo, on for make run): the widget on
@@ -469,6 +570,10 @@ func (w *widgetRig) screenshots(ctx context.Context) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		w.t.Fatal(err)
 	}
+	// No blinking caret: the same page gives the same picture.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.activeElement.blur(); true`)); err != nil {
+		w.t.Fatal(err)
+	}
 	shoot := func(name string, width, height int64, mobile bool) {
 		err := chromedp.Do(ctx,
 			chromedp.EmulateViewport(width, height, func(p *emulation.SetDeviceMetricsOverrideParams, _ *emulation.SetTouchEmulationEnabledParams) {
@@ -494,6 +599,38 @@ func (w *widgetRig) screenshots(ctx context.Context) {
 	}
 	if err := chromedp.Do(ctx, chromedp.EmulateReset()); err != nil {
 		w.t.Fatal(err)
+	}
+}
+
+// TestWidgetOffline: when the gateway stays unreachable the widget says it
+// could not reconnect, keeps the conversation, and resumes it on "Try
+// again" once the network is back, without showing anything twice.
+func TestWidgetOffline(t *testing.T) {
+	w := newWidgetRig(t, "")
+	ctx, cancel := context.WithTimeout(w.b.ctx, 90*time.Second)
+	defer cancel()
+	w.load(ctx, w.site.URL)
+	w.click(ctx, ".launcher")
+	w.keys(ctx, "What is Parley?\r")
+	w.answered(ctx, 1)
+	start := time.Now()
+	w.proxy.down(true)
+	w.waitFor(ctx, "the widget to say it could not reconnect", `document.querySelector("parley-widget").shadowRoot.querySelector(".status.error .retry")`)
+	st, _ := w.state(ctx)
+	t.Logf("after %v offline: %q", time.Since(start).Round(100*time.Millisecond), st.Status)
+	if !strings.Contains(st.Status, "couldn't reconnect") {
+		t.Errorf("status %q", st.Status)
+	}
+	// A message typed while offline is kept, and sent once on reconnect.
+	w.click(ctx, "#parley-input")
+	w.keys(ctx, "How long are transcripts kept?\r")
+	w.proxy.down(false)
+	w.click(ctx, ".retry")
+	w.waitFor(ctx, "the widget to reconnect", `window.__events.some((e) => e.name === "status" && e.status === "reconnected")`)
+	w.answered(ctx, 2)
+	st, _ = w.state(ctx)
+	if len(st.Messages) != 5 || st.count("user") != 2 {
+		t.Errorf("after coming back the widget shows %+v; want the greeting, two questions, two answers", st.Messages)
 	}
 }
 
@@ -566,6 +703,14 @@ func TestWidgetVoice(t *testing.T) {
 	}
 }
 
+// emulateMedia sets the CSS media features the page sees (none: reset).
+func emulateMedia(features ...*emulation.MediaFeature) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: features})
+		return err
+	})
+}
+
 // inOrder reports whether want appears in got as a subsequence.
 func inOrder(got []string, want ...string) bool {
 	i := 0
@@ -609,6 +754,7 @@ type tcpProxy struct {
 	target string
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
+	refuse bool // close new connections at once (the network is down)
 	wg     sync.WaitGroup
 }
 
@@ -638,6 +784,13 @@ func (p *tcpProxy) serve() {
 		if err != nil {
 			return
 		}
+		p.mu.Lock()
+		refuse := p.refuse
+		p.mu.Unlock()
+		if refuse {
+			_ = c.Close()
+			continue
+		}
 		u, err := net.Dial("tcp", p.target)
 		if err != nil {
 			_ = c.Close()
@@ -659,6 +812,16 @@ func (p *tcpProxy) serve() {
 		p.wg.Add(2)
 		go pipe(u, c)
 		go pipe(c, u)
+	}
+}
+
+// down takes the network down (cutting every connection) or brings it up.
+func (p *tcpProxy) down(down bool) {
+	p.mu.Lock()
+	p.refuse = down
+	p.mu.Unlock()
+	if down {
+		p.dropAll()
 	}
 }
 

@@ -30,9 +30,12 @@ export interface View {
 
 export type Emit = (name: string, detail: unknown) => void;
 
-/** Delays between reconnection attempts; after the last, the widget says
- * it could not reconnect and offers a retry. */
-const retryDelays = [250, 1000, 2000, 4000, 8000, 15000];
+/** Delays between reconnection attempts (about 15 s in all); after the
+ * last, the widget says it could not reconnect, offers a retry, and tries
+ * again by itself when the browser comes back online. A call gives up
+ * sooner: the visitor is waiting, and text is a fallback. */
+const retryDelays = [250, 1000, 2000, 4000, 8000];
+const voiceRetries = 2;
 
 // Error codes that need no word to the visitor.
 const quietErrors = new Set(["response_cancel_not_active", "no_active_response"]);
@@ -100,8 +103,11 @@ export class Conversation {
     void this.open(serial);
   }
 
+  private onOnline = () => this.retry();
+
   /** retry is the visitor's "Try again". */
   retry(): void {
+    window.removeEventListener("online", this.onOnline);
     this.attempt = 0;
     this.connect();
   }
@@ -131,28 +137,34 @@ export class Conversation {
     }
   }
 
-  /** failed handles a connection attempt that did not succeed. */
+  /** failed handles a connection attempt that did not succeed: a refusal
+   * is explained, a network or server trouble retried, and anything else
+   * (the browser's WebRTC failing, say) is explained with a retry button. */
   private failed(e: Error): void {
-    if (e instanceof Refused) {
-      this.emit("error", { message: e.message, code: e.code });
-      if (this.mode === "voice") {
-        this.endVoice(`${this.o.strings.voiceFailed} (${e.message})`);
-        return;
-      }
-      this.view.status(format(this.o.strings.refused, e.message), "error", false);
+    if (e instanceof Unavailable) {
+      this.scheduleRetry(e.retryAfterMs, e.message);
       return;
     }
-    this.scheduleRetry(e instanceof Unavailable ? e.retryAfterMs : 0, e.message);
+    const code = e instanceof Refused ? e.code : "failed";
+    this.emit("error", { message: e.message, code });
+    if (this.mode === "voice") {
+      this.endVoice(`${this.o.strings.voiceFailed} (${e.message})`);
+      return;
+    }
+    if (e instanceof Refused) this.view.status(format(this.o.strings.refused, e.message), "error", false);
+    else this.view.status(format(this.o.strings.failed, e.message), "error", true);
   }
 
   private scheduleRetry(atLeast: number, why: string): void {
-    if (this.attempt >= retryDelays.length) {
+    const limit = this.mode === "voice" ? voiceRetries : retryDelays.length;
+    if (this.attempt >= limit) {
       this.emit("error", { message: why, code: "offline" });
       if (this.mode === "voice") {
         this.endVoice(this.o.strings.voiceFailed);
       }
       this.dropped = true;
       this.view.status(this.o.strings.offline, "error", true);
+      window.addEventListener("online", this.onOnline, { once: true });
       return;
     }
     const delay = Math.max(atLeast, retryDelays[this.attempt++]);
@@ -450,6 +462,7 @@ export class Conversation {
   }
 
   destroy(): void {
+    window.removeEventListener("online", this.onOnline);
     this.endVoice();
     this.destroyed = true;
     this.serial++;
