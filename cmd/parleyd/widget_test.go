@@ -149,15 +149,14 @@ type widgetRig struct {
 	b       *browser
 }
 
-func newWidgetRig(t *testing.T, mic string) *widgetRig {
+func newWidgetRig(t *testing.T, mic string, env ...string) *widgetRig {
 	t.Helper()
 	requireBrowser(t)
 	w := &widgetRig{t: t}
 	// No realtime.allowed_origins: the publishable key's origin binding is
 	// what lets the site's sessions in.
-	w.r = start(t, "../../configs/parley.yaml",
-		"PARLEY_STORAGE_URL="+filepath.Join(t.TempDir(), "p.db"),
-		"PARLEY_WEBRTC_UDP_ADDRESS=0.0.0.0:0", "PARLEY_WIDGET_DEMO=true")
+	w.r = start(t, "../../configs/parley.yaml", append([]string{"PARLEY_STORAGE_URL=" + filepath.Join(t.TempDir(), "p.db"),
+		"PARLEY_WEBRTC_UDP_ADDRESS=0.0.0.0:0", "PARLEY_WIDGET_DEMO=true"}, env...)...)
 	w.proxy = newTCPProxy(t, w.r.m.Addr.String())
 	w.gateway = "http://" + w.proxy.addr()
 	w.site = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
@@ -631,6 +630,37 @@ func TestWidgetOffline(t *testing.T) {
 	st, _ = w.state(ctx)
 	if len(st.Messages) != 5 || st.count("user") != 2 {
 		t.Errorf("after coming back the widget shows %+v; want the greeting, two questions, two answers", st.Messages)
+	}
+}
+
+// TestWidgetIdle: the gateway ends an idle session normally; the widget
+// does not reconnect in a loop or show an error, and the next message opens
+// a new session and is answered.
+func TestWidgetIdle(t *testing.T) {
+	w := newWidgetRig(t, "", "PARLEY_REALTIME_IDLE_TIMEOUT=1s")
+	ctx, cancel := context.WithTimeout(w.b.ctx, 60*time.Second)
+	defer cancel()
+	w.load(ctx, w.site.URL)
+	w.click(ctx, ".launcher")
+	w.keys(ctx, "What is Parley?\r")
+	w.answered(ctx, 1)
+	w.waitFor(ctx, "the idle session to end", `window.__events.some((e) => e.name === "status" && e.status === "disconnected")`)
+	time.Sleep(2 * time.Second)
+	if n := strings.Count(w.r.stderr.String(), `"session started"`); n != 1 {
+		t.Errorf("%d sessions after the idle end, want 1 (no reconnect loop)", n)
+	}
+	st, _ := w.state(ctx)
+	if st.Status != "" {
+		t.Errorf("status %q after a normal idle end, want none", st.Status)
+	}
+	w.keys(ctx, "How long are transcripts kept?\r")
+	w.answered(ctx, 2)
+	if errs, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify(window.__events.filter((e) => e.name === "error"))`)); errs != "[]" {
+		t.Errorf("errors: %s", errs)
+	}
+	st, _ = w.state(ctx)
+	if len(st.Messages) != 5 {
+		t.Errorf("messages %+v", st.Messages)
 	}
 }
 

@@ -4,7 +4,7 @@
 // agent keeps its context and nothing is shown or sent twice.
 
 import { format, type Options } from "./options";
-import { mintKey, openCall, openSocket, Refused, Unavailable, type RealtimeEvent, type Transport } from "./transport";
+import { mintKey, openCall, openSocket, Refused, Unavailable, type CloseKind, type RealtimeEvent, type Transport } from "./transport";
 
 export type Role = "user" | "assistant";
 
@@ -38,7 +38,7 @@ const retryDelays = [250, 1000, 2000, 4000, 8000];
 const voiceRetries = 2;
 
 // Error codes that need no word to the visitor.
-const quietErrors = new Set(["response_cancel_not_active", "no_active_response"]);
+const quietErrors = new Set(["response_cancel_not_active", "no_active_response", "session_idle_timeout", "session_expired"]);
 
 let seq = 0;
 const newID = () => `m${++seq}`;
@@ -117,7 +117,7 @@ export class Conversation {
     this.view.status(this.dropped ? this.o.strings.reconnecting : this.o.strings.connecting, "info", false);
     const handlers = {
       event: (ev: RealtimeEvent) => serial === this.serial && this.handle(ev),
-      closed: (reason: string, retry: boolean) => serial === this.serial && this.lost(reason, retry),
+      closed: (reason: string, how: CloseKind) => serial === this.serial && this.lost(reason, how),
     };
     try {
       const ek = await mintKey(this.o, voice);
@@ -173,21 +173,24 @@ export class Conversation {
     this.retryTimer = window.setTimeout(() => this.connect(), delay);
   }
 
-  /** lost: the open transport ended without the widget closing it. */
-  private lost(reason: string, retry: boolean): void {
+  /** lost: the open transport ended without the widget closing it. A
+   * normal end of an idle text session is not a drop: the next message
+   * opens a new session, quietly. */
+  private lost(reason: string, how: CloseKind): void {
     this.t = null;
     this.ready = false;
     this.connecting = false;
     this.activeResponse = null;
     this.emit("status", { status: "disconnected", reason });
+    this.serial++; // a late event of the old transport must not count
+    if (how === "idle" && this.mode === "text" && !this.unanswered()) return;
     if (this.mode === "voice") this.setVoice("connecting");
-    if (!retry) {
+    if (how === "final") {
       this.view.status(format(this.o.strings.refused, reason), "error", false);
       if (this.mode === "voice") this.endVoice(this.o.strings.voiceFailed);
       return;
     }
     this.dropped = true;
-    this.serial++; // a late event of the old transport must not count
     this.scheduleRetry(0, reason);
   }
 
@@ -233,20 +236,24 @@ export class Conversation {
     });
   }
 
-  /** respond asks for an answer when the visitor's last message has none
-   * and no answer is under way. */
-  private respond(): void {
-    if (!this.t || !this.ready || this.activeResponse !== null) return;
+  /** unanswered reports whether the visitor's last message has no
+   * finished answer. */
+  private unanswered(): boolean {
     for (let i = this.history.length - 1; i >= 0; i--) {
       const m = this.history[i];
       if (m.local) continue;
-      if (m.role === "assistant" && m.done) return;
-      if (m.role === "user" && m.done) {
-        this.t.send({ type: "response.create" });
-        this.activeResponse = ""; // until response.created names it
-        return;
-      }
+      if (m.role === "assistant" && m.done) return false;
+      if (m.role === "user" && m.done) return true;
     }
+    return false;
+  }
+
+  /** respond asks for an answer when the visitor's last message has none
+   * and no answer is under way. */
+  private respond(): void {
+    if (!this.t || !this.ready || this.activeResponse !== null || !this.unanswered()) return;
+    this.t.send({ type: "response.create" });
+    this.activeResponse = ""; // until response.created names it
   }
 
   private add(p: Omit<Message, "id" | "interrupted">): Message {

@@ -22,11 +22,15 @@ export class Unavailable extends Error {
   }
 }
 
+export type CloseKind = "retry" | "final" | "idle";
+
 export interface Handlers {
   event(ev: RealtimeEvent): void;
-  /** closed: the transport ended; by the server or the network unless
-   * the widget closed it itself (then it is not called). */
-  closed(reason: string, retry: boolean): void;
+  /** closed: the transport ended, by the server or the network (not when
+   * the widget closed it itself). how: "retry" for a drop, "final" for a
+   * refusal that asking again will not change, "idle" for a normal end
+   * (the server ended an idle or too long session). */
+  closed(reason: string, how: CloseKind): void;
 }
 
 export interface Transport {
@@ -130,7 +134,8 @@ export function openSocket(o: Options, ek: string, h: Handlers): Promise<Transpo
         reject(new Unavailable(`the connection to the gateway failed (code ${c.code})`));
         return;
       }
-      if (!closing) h.closed(c.reason || `code ${c.code}`, !finalCodes.has(c.code));
+      if (closing) return;
+      h.closed(c.reason || `code ${c.code}`, c.code === 1000 ? "idle" : finalCodes.has(c.code) ? "final" : "retry");
     };
   });
 }
@@ -144,7 +149,7 @@ export async function openCall(o: Options, ek: string, mic: MediaStream, audio: 
   const end = (reason: string) => {
     if (ended || closing) return;
     ended = true;
-    h.closed(reason, true);
+    h.closed(reason, "retry");
   };
   const t: Transport = {
     send(ev) {
