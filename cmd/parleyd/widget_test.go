@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -38,31 +39,35 @@ var widgetPage = template.Must(template.New("page").Parse(`<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Shop</title>
-<style>
+<style nonce="{{.Nonce}}">
   * { font-family: "Comic Sans MS", cursive !important; color: #f0f !important; box-sizing: content-box !important; }
   button { display: none !important; }
   div, section { border: 5px solid red !important; padding: 30px !important; }
   textarea { visibility: hidden !important; }
   body { background: #fafafa; margin: 0; padding: 2rem; }
 </style>
-<script>
-  // What the test reads: the page's globals before the widget, and every
-  // widget event.
+<script nonce="{{.Nonce}}">
+  // What the test reads: the page's globals before the widget, every
+  // widget event, and any Content-Security-Policy violation.
   window.__before = new Set(Object.getOwnPropertyNames(window));
   window.__events = [];
-  function __hook() {
+  window.__violations = [];
+  document.addEventListener("securitypolicyviolation", (e) => __violations.push(e.violatedDirective + " " + e.blockedURI));
+  const __wait = setInterval(() => {
+    if (!window.Parley) return;
+    clearInterval(__wait);
     for (const name of ["message", "delta", "state", "status", "error", "interrupted", "open", "close"]) {
       Parley.on(name, (d) => window.__events.push({ name, ...d, at: performance.now() }));
     }
     window.__hooked = true;
-  }
+  }, 5);
 </script>
 </head>
 <body>
 <h1>Welcome to the shop</h1>
 <p><a href="#top">A link before the widget</a></p>
-<script src="{{.Gateway}}/widget.js" data-key="{{.Key}}" data-agent="{{.Agent}}" data-title="Shop assistant"
-  data-greeting="Hi! How can I help?" {{if .Color}}data-color="{{.Color}}"{{end}} async onload="__hook()"></script>
+<script nonce="{{.Nonce}}" src="{{.Gateway}}/widget.js" data-key="{{.Key}}" data-agent="{{.Agent}}" data-title="Shop assistant"
+  data-greeting="Hi! How can I help?" {{if .Color}}data-color="{{.Color}}"{{end}} async></script>
 </body>
 </html>
 `))
@@ -166,7 +171,17 @@ func newWidgetRig(t *testing.T, mic string, env ...string) *widgetRig {
 		}
 		rw.Header().Set("Content-Type", "text/html; charset=utf-8")
 		q := req.URL.Query()
-		_ = widgetPage.Execute(rw, map[string]string{"Gateway": w.gateway, "Key": q.Get("key"), "Agent": "assistant", "Color": q.Get("color")})
+		nonce := "n" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		if q.Get("csp") == "strict" {
+			// A strict policy, as security-minded sites send: scripts and
+			// styles only by nonce (no inline styles), connections only to
+			// the gateway, and Trusted Types for every DOM injection sink.
+			rw.Header().Set("Content-Security-Policy", fmt.Sprintf("default-src 'none'; script-src 'nonce-%s' %s; "+
+				"style-src 'nonce-%s'; connect-src %s ws://%s; require-trusted-types-for 'script'",
+				nonce, w.gateway, nonce, w.gateway, w.proxy.addr()))
+		}
+		_ = widgetPage.Execute(rw, map[string]string{"Gateway": w.gateway, "Key": q.Get("key"), "Agent": "assistant",
+			"Color": q.Get("color"), "Nonce": nonce})
 	}))
 	t.Cleanup(w.site.Close)
 	w.key = businessWithWidget(t, "http://"+w.r.m.Addr.String(), w.site.URL)
@@ -401,6 +416,23 @@ func TestWidget(t *testing.T) {
 		w.checkContrast(ctx, "colour #ffd700")
 	})
 
+	t.Run("strict CSP", func(t *testing.T) {
+		w.t = t
+		w.loadQuery(ctx, w.site.URL, "csp=strict")
+		w.waitFor(ctx, "the widget to load", `window.__hooked === true && !!document.querySelector("parley-widget")`)
+		// Styled (a constructed stylesheet), and nothing was blocked.
+		width, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.querySelector("parley-widget").shadowRoot.querySelector(".launcher").getBoundingClientRect().width`))
+		if width != 56 {
+			t.Errorf("the launcher is %v px wide under a strict CSP, want 56 (unstyled?)", width)
+		}
+		w.click(ctx, ".launcher")
+		w.keys(ctx, "What is Parley?\r")
+		w.answered(ctx, 1)
+		if v, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__violations`)); len(v) != 0 {
+			t.Errorf("CSP violations: %v", v)
+		}
+	})
+
 	t.Run("bad option", func(t *testing.T) {
 		w.t = t
 		w.loadQuery(ctx, w.site.URL, "color=red")
@@ -596,7 +628,7 @@ func (w *widgetRig) screenshots(ctx context.Context) {
 	if width != 390 {
 		w.t.Errorf("on a 390 px phone the panel is %v px wide, want the whole width", width)
 	}
-	if err := chromedp.Do(ctx, chromedp.EmulateReset()); err != nil {
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
 		w.t.Fatal(err)
 	}
 }
@@ -620,11 +652,14 @@ func TestWidgetOffline(t *testing.T) {
 	if !strings.Contains(st.Status, "couldn't reconnect") {
 		t.Errorf("status %q", st.Status)
 	}
-	// A message typed while offline is kept, and sent once on reconnect.
+	// "Try again" while still offline: another round of attempts.
+	w.click(ctx, ".retry")
+	w.waitFor(ctx, "the widget to try again", `document.querySelector("parley-widget").shadowRoot.querySelector(".status").textContent.includes("Reconnecting")`)
+	// A message typed meanwhile is kept, and sent once when the network is
+	// back.
 	w.click(ctx, "#parley-input")
 	w.keys(ctx, "How long are transcripts kept?\r")
 	w.proxy.down(false)
-	w.click(ctx, ".retry")
 	w.waitFor(ctx, "the widget to reconnect", `window.__events.some((e) => e.name === "status" && e.status === "reconnected")`)
 	w.answered(ctx, 2)
 	st, _ = w.state(ctx)
@@ -669,7 +704,7 @@ func TestWidgetIdle(t *testing.T) {
 // answer, interrupts it by speaking, then interrupts a typed question's
 // spoken answer with the stop button, and goes back to text.
 func TestWidgetVoice(t *testing.T) {
-	mic := micScript(t, 4*time.Second, "what_is_parley", 3500*time.Millisecond, "long_answer_stop", 60*time.Second)
+	mic := micScript(t, 4*time.Second, "what_is_parley", 5*time.Second, "long_answer_stop", 60*time.Second)
 	w := newWidgetRig(t, mic)
 	ctx, cancel := context.WithTimeout(w.b.ctx, 120*time.Second)
 	defer cancel()

@@ -22,7 +22,9 @@ export type VoiceState = "off" | "connecting" | "listening" | "hearing" | "think
 export type StatusKind = "none" | "info" | "error";
 
 export interface View {
-  message(m: Message): void;
+  /** message shows m (new or changed); a new one goes after `after`, or
+   * at the end. */
+  message(m: Message, after?: Message): void;
   remove(m: Message): void;
   status(text: string, kind: StatusKind, retry: boolean): void;
   voice(state: VoiceState): void;
@@ -36,9 +38,19 @@ export type Emit = (name: string, detail: unknown) => void;
  * sooner: the visitor is waiting, and text is a fallback. */
 const retryDelays = [250, 1000, 2000, 4000, 8000];
 const voiceRetries = 2;
+/** A session that stayed up this long resets the retry budget. */
+const stableAfterMs = 30000;
+/** "Thinking" after the visitor stopped speaking falls back to
+ * "listening" when nothing comes of it (noise, an empty transcript). */
+const thinkingTimeoutMs = 8000;
 
 // Error codes that need no word to the visitor.
-const quietErrors = new Set(["response_cancel_not_active", "no_active_response", "session_idle_timeout", "session_expired"]);
+const quietErrors = new Set([
+  "response_cancel_not_active", "no_active_response", "session_idle_timeout", "session_expired",
+  "conversation_already_has_active_response",
+]);
+// Errors after which the session's end is a normal one, not a drop.
+const endingErrors = new Set(["session_idle_timeout", "session_expired"]);
 
 let seq = 0;
 const newID = () => `m${++seq}`;
@@ -53,15 +65,28 @@ export class Conversation {
   private ready = false;
   private attempt = 0;
   private retryTimer = 0;
+  private stableTimer = 0;
+  private thinkingTimer = 0;
   private dropped = false;
+  private lastError = "";
+  /** pendingCreate is the event_id of our response.create until the
+   * response starts (or is refused); activeResponse the response's id. */
+  private pendingCreate: string | null = null;
   private activeResponse: string | null = null;
+  /** asked is the visitor's message our last response.create was for (in
+   * this session): it is not asked for again, whatever became of it. */
+  private asked: Message | null = null;
+  /** current is the answer being streamed; speaking, the one playing. */
   private current: Message | null = null;
-  /** speaking is the answer whose audio is playing. */
   private speaking: Message | null = null;
   private byItem = new Map<string, Message>();
   private mic: MediaStream | null = null;
+  /** voiceStart numbers microphone requests; ending voice or destroying
+   * the widget while the browser asks makes the answer moot. */
+  private voiceStart = 0;
   private voiceState: VoiceState = "off";
   private destroyed = false;
+  private events = 0;
 
   constructor(
     private o: Options,
@@ -76,8 +101,8 @@ export class Conversation {
     return this.voiceState;
   }
 
-  get responding(): boolean {
-    return this.activeResponse !== null;
+  private get busy(): boolean {
+    return this.pendingCreate !== null || this.activeResponse !== null;
   }
 
   /** send adds the visitor's message and asks for an answer. */
@@ -89,9 +114,10 @@ export class Conversation {
     if (this.ready && this.t) {
       this.sendItem(m);
       this.respond();
-    } else {
-      this.connect();
+      return;
     }
+    // A new message is worth a new round of attempts.
+    if (!this.connecting) this.retry();
   }
 
   /** connect opens a session unless one is open or opening. */
@@ -161,6 +187,7 @@ export class Conversation {
       this.emit("error", { message: why, code: "offline" });
       if (this.mode === "voice") {
         this.endVoice(this.o.strings.voiceFailed);
+        return;
       }
       this.dropped = true;
       this.view.status(this.o.strings.offline, "error", true);
@@ -174,20 +201,29 @@ export class Conversation {
   }
 
   /** lost: the open transport ended without the widget closing it. A
-   * normal end of an idle text session is not a drop: the next message
-   * opens a new session, quietly. */
+   * normal end of an idle session is not a drop: the next message opens
+   * a new session, quietly. */
   private lost(reason: string, how: CloseKind): void {
+    if (endingErrors.has(this.lastError)) how = "idle";
     this.t = null;
     this.ready = false;
     this.connecting = false;
-    this.activeResponse = null;
+    this.pendingCreate = this.activeResponse = null;
+    this.speaking = null;
+    clearTimeout(this.stableTimer);
+    clearTimeout(this.thinkingTimer);
+    this.dropPendingSpeech();
     this.emit("status", { status: "disconnected", reason });
     this.serial++; // a late event of the old transport must not count
-    if (how === "idle" && this.mode === "text" && !this.unanswered()) return;
+    if (how === "idle") {
+      if (this.mode === "voice") this.endVoice(this.o.strings.callEnded);
+      else if (this.unanswered()) this.retry();
+      return;
+    }
     if (this.mode === "voice") this.setVoice("connecting");
     if (how === "final") {
-      this.view.status(format(this.o.strings.refused, reason), "error", false);
       if (this.mode === "voice") this.endVoice(this.o.strings.voiceFailed);
+      this.view.status(format(this.o.strings.refused, reason), "error", false);
       return;
     }
     this.dropped = true;
@@ -200,18 +236,16 @@ export class Conversation {
     if (!t) return;
     this.ready = true;
     this.connecting = false;
-    this.attempt = 0;
+    this.lastError = "";
+    this.asked = null; // an answer the drop cut off is asked for once more
+    clearTimeout(this.stableTimer);
+    this.stableTimer = window.setTimeout(() => (this.attempt = 0), stableAfterMs);
     t.send({
       type: "session.update",
       session: { type: "realtime", output_modalities: [this.mode === "voice" ? "audio" : "text"] },
     });
     for (const m of this.history) {
       if (!m.local && m.text && m.done) this.sendItem(m);
-    }
-    // An answer cut off by the drop is asked for again, into its bubble.
-    const last = this.history[this.history.length - 1];
-    if (last && last.role === "assistant" && !last.done) {
-      this.current = last;
     }
     this.respond();
     if (this.dropped) {
@@ -236,30 +270,66 @@ export class Conversation {
     });
   }
 
-  /** unanswered reports whether the visitor's last message has no
-   * finished answer. */
-  private unanswered(): boolean {
+  private lastUser(doneOnly: boolean): Message | null {
     for (let i = this.history.length - 1; i >= 0; i--) {
       const m = this.history[i];
-      if (m.local) continue;
-      if (m.role === "assistant" && m.done) return false;
-      if (m.role === "user" && m.done) return true;
+      if (m.role === "user" && (m.done || !doneOnly)) return m;
+    }
+    return null;
+  }
+
+  /** answered reports whether a finished answer follows u. */
+  private answered(u: Message): boolean {
+    for (let i = this.history.indexOf(u) + 1; i < this.history.length; i++) {
+      const m = this.history[i];
+      if (m.role === "assistant" && m.done && !m.local) return true;
     }
     return false;
   }
 
-  /** respond asks for an answer when the visitor's last message has none
-   * and no answer is under way. */
-  private respond(): void {
-    if (!this.t || !this.ready || this.activeResponse !== null || !this.unanswered()) return;
-    this.t.send({ type: "response.create" });
-    this.activeResponse = ""; // until response.created names it
+  /** unanswered reports whether the visitor's last message has no
+   * finished answer. */
+  private unanswered(): boolean {
+    const u = this.lastUser(true);
+    return u !== null && !this.answered(u);
   }
 
-  private add(p: Omit<Message, "id" | "interrupted">): Message {
+  /** respond asks for an answer to the visitor's last message when it has
+   * none, none is under way, and it was not asked for already: an answer
+   * that failed or was stopped is not asked for again by itself. */
+  private respond(): void {
+    if (!this.t || !this.ready || this.busy) return;
+    const u = this.lastUser(true);
+    if (!u || u === this.asked || this.answered(u)) return;
+    this.asked = u;
+    this.pendingCreate = `evt_w${++this.events}`;
+    this.t.send({ type: "response.create", event_id: this.pendingCreate });
+  }
+
+  /** answerFor starts (or, after a drop, reuses) the bubble of the answer
+   * to u, right after u. */
+  private answerFor(u: Message | null): Message {
+    const from = u ? this.history.indexOf(u) + 1 : 0;
+    for (let i = from; i < this.history.length; i++) {
+      const m = this.history[i];
+      if (m.role === "assistant" && !m.done && !m.local) {
+        m.text = "";
+        this.view.message(m);
+        return m;
+      }
+    }
+    let after = u ?? undefined;
+    // After u and any earlier answers to it, before the next question.
+    for (let i = from; i < this.history.length && this.history[i].role === "assistant"; i++) after = this.history[i];
+    return this.add({ role: "assistant", text: "", done: false, local: false }, after);
+  }
+
+  private add(p: Omit<Message, "id" | "interrupted">, after?: Message): Message {
     const m: Message = { id: newID(), interrupted: false, ...p };
-    this.history.push(m);
-    this.view.message(m);
+    const at = after ? this.history.indexOf(after) + 1 : 0;
+    if (after && at > 0) this.history.splice(at, 0, m);
+    else this.history.push(m);
+    this.view.message(m, after && at > 0 ? after : undefined);
     return m;
   }
 
@@ -269,11 +339,31 @@ export class Conversation {
     this.view.remove(m);
   }
 
+  /** dropPendingSpeech removes the visitor's words still being
+   * transcribed when the session ends: their transcript will not come. */
+  private dropPendingSpeech(): void {
+    for (const [id, m] of this.byItem) {
+      if (!m.done) this.drop(m);
+      this.byItem.delete(id);
+    }
+  }
+
   private setVoice(s: VoiceState): void {
+    clearTimeout(this.thinkingTimer);
+    if (s === "thinking") {
+      this.thinkingTimer = window.setTimeout(() => {
+        if (this.voiceState === "thinking" && !this.busy) this.setVoice("listening");
+      }, thinkingTimeoutMs);
+    }
     if (this.voiceState === s) return;
     this.voiceState = s;
     this.view.voice(s);
     this.emit("state", { voice: s });
+  }
+
+  /** idle moves a call back to listening when nothing is under way. */
+  private idle(): void {
+    if (this.mode === "voice" && !this.busy && this.speaking === null) this.setVoice("listening");
   }
 
   private handle(ev: RealtimeEvent): void {
@@ -283,26 +373,34 @@ export class Conversation {
         break;
       case "error": {
         const code = String(ev.error?.code ?? "");
-        if (quietErrors.has(code)) break;
         const message = String(ev.error?.message ?? "unknown error");
+        this.lastError = code;
+        const ours = this.pendingCreate !== null && ev.error?.event_id === this.pendingCreate;
+        if (ours) {
+          // Our response.create was refused: typically a response the
+          // server started itself (a spoken turn) is under way; ask again
+          // when it is done.
+          this.pendingCreate = null;
+          this.asked = null;
+        }
+        if (quietErrors.has(code)) break;
         this.emit("error", { message, code });
         this.view.status(format(this.o.strings.failed, message), "error", false);
         break;
       }
       case "response.created": {
+        // Ours answers the message we asked about; one the server started
+        // itself (a spoken turn) answers the latest.
+        const ours = this.pendingCreate !== null;
+        this.pendingCreate = null;
         this.activeResponse = String(ev.response?.id ?? "");
-        const last = this.history[this.history.length - 1];
-        if (this.current === null && last && last.role === "assistant" && !last.done) this.current = last;
-        if (this.current) {
-          this.current.text = "";
-          this.view.message(this.current);
-        }
+        this.current = this.answerFor(ours ? this.asked : this.lastUser(false));
         if (this.mode === "voice" && this.voiceState !== "speaking") this.setVoice("thinking");
         break;
       }
       case "response.output_text.delta":
       case "response.output_audio_transcript.delta": {
-        if (!this.current) this.current = this.add({ role: "assistant", text: "", done: false, local: false });
+        if (!this.current) this.current = this.answerFor(this.lastUser(false));
         this.current.text += String(ev.delta ?? "");
         this.view.message(this.current);
         this.emit("delta", { text: String(ev.delta ?? "") });
@@ -312,22 +410,22 @@ export class Conversation {
         const status = String(ev.response?.status ?? "");
         const m = this.current;
         this.current = null;
-        this.activeResponse = null;
+        this.activeResponse = this.pendingCreate = null;
         if (m) {
           if (!m.text) {
             this.drop(m);
           } else {
             m.done = true;
-            m.interrupted ||= status === "cancelled" || status === "incomplete";
             this.view.message(m);
-            this.emit("message", { role: "assistant", text: m.text, interrupted: m.interrupted });
+            this.emit("message", { role: "assistant", text: m.text });
+            if (status === "cancelled" || status === "incomplete") this.interrupted(m);
           }
         }
         if (status === "failed") {
           const message = String(ev.response?.status_details?.error?.message ?? "the answer failed");
           this.view.status(format(this.o.strings.failed, message), "error", false);
         }
-        if (this.mode === "voice" && this.voiceState === "thinking") this.setVoice("listening");
+        this.idle();
         this.respond();
         break;
       }
@@ -355,9 +453,11 @@ export class Conversation {
           m = this.add({ role: "user", text: "", done: false, local: false });
           this.byItem.set(ev.item_id, m);
         }
+        this.byItem.delete(ev.item_id);
         m.text = String(ev.transcript ?? "").trim();
         if (!m.text) {
           this.drop(m);
+          this.idle();
           break;
         }
         m.done = true;
@@ -367,7 +467,9 @@ export class Conversation {
       }
       case "conversation.item.input_audio_transcription.failed": {
         const m = this.byItem.get(ev.item_id);
+        this.byItem.delete(ev.item_id);
         if (m) this.drop(m);
+        this.idle();
         break;
       }
       case "input_audio_buffer.speech_started":
@@ -384,7 +486,7 @@ export class Conversation {
       case "output_audio_buffer.stopped":
         if (ev.type === "output_audio_buffer.cleared") this.interrupted(this.speaking);
         this.speaking = null;
-        if (this.mode === "voice") this.setVoice(this.activeResponse !== null ? "thinking" : "listening");
+        if (this.mode === "voice") this.setVoice(this.busy ? "thinking" : "listening");
         break;
     }
   }
@@ -413,35 +515,47 @@ export class Conversation {
   /** startVoice asks for the microphone and moves the conversation to a
    * WebRTC call; on refusal or failure it stays in text and says why. */
   async startVoice(): Promise<void> {
-    if (this.mode === "voice" || this.destroyed) return;
+    if (this.mode === "voice" || this.voiceState !== "off" || this.destroyed) return;
     if (!navigator.mediaDevices?.getUserMedia || typeof RTCPeerConnection === "undefined") {
       this.view.status(this.o.strings.voiceUnsupported, "error", false);
       return;
     }
+    const start = ++this.voiceStart;
     this.setVoice("connecting");
+    let mic: MediaStream;
     try {
-      this.mic = await navigator.mediaDevices.getUserMedia({
+      mic = await navigator.mediaDevices.getUserMedia({
         audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
       });
     } catch (e) {
+      if (start !== this.voiceStart) return;
       const denied = (e as Error).name === "NotAllowedError" || (e as Error).name === "SecurityError";
       this.setVoice("off");
       this.emit("error", { message: (e as Error).message, code: denied ? "microphone_denied" : "microphone_failed" });
       this.view.status(denied ? this.o.strings.micDenied : this.o.strings.voiceFailed, "error", false);
       return;
     }
+    if (start !== this.voiceStart || this.destroyed) {
+      // Voice was ended (or the widget removed) while the browser asked.
+      for (const tr of mic.getTracks()) tr.stop();
+      return;
+    }
+    this.mic = mic;
     this.switchTo("voice");
     this.connect();
   }
 
-  /** endVoice hangs up and goes back to text (reconnecting on the next
-   * message); message, when set, says why. */
+  /** endVoice hangs up (or stops asking for the microphone) and goes back
+   * to text, reconnecting on the next message; message says why. */
   endVoice(message = ""): void {
-    if (this.mode !== "voice") return;
-    for (const tr of this.mic?.getTracks() ?? []) tr.stop();
-    this.mic = null;
-    this.audio.srcObject = null;
-    this.switchTo("text");
+    this.voiceStart++;
+    if (this.mode === "voice") {
+      for (const tr of this.mic?.getTracks() ?? []) tr.stop();
+      this.mic = null;
+      this.audio.srcObject = null;
+      this.switchTo("text");
+    }
+    if (this.voiceState === "off") return;
     this.setVoice("off");
     this.view.status(message, message ? "error" : "none", false);
   }
@@ -449,19 +563,21 @@ export class Conversation {
   private switchTo(mode: "text" | "voice"): void {
     this.serial++;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.stableTimer);
     this.t?.close();
     this.t = null;
     this.ready = false;
     this.connecting = false;
-    this.activeResponse = null;
+    this.pendingCreate = this.activeResponse = null;
+    this.speaking = null;
     this.attempt = 0;
     this.dropped = false;
-    const last = this.history[this.history.length - 1];
-    if (last && last.role === "assistant" && !last.done) {
+    this.dropPendingSpeech();
+    const last = this.lastAnswer();
+    if (last && !last.done) {
       if (last.text) {
         last.done = true;
-        last.interrupted = true;
-        this.view.message(last);
+        this.interrupted(last);
       } else this.drop(last);
     }
     this.current = null;
@@ -474,6 +590,8 @@ export class Conversation {
     this.destroyed = true;
     this.serial++;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.stableTimer);
+    clearTimeout(this.thinkingTimer);
     this.t?.close();
     this.t = null;
   }

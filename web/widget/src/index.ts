@@ -44,8 +44,9 @@ declare global {
   };
 
   const start = (raw: Partial<Record<keyof Options, unknown>>) => {
+    const options = resolve(raw); // invalid options keep the widget there is
     w?.destroy();
-    w = new Widget(resolve(raw));
+    w = new Widget(options);
     for (const [name, fn] of pending) w.on(name, fn);
     const mount = () => w?.mount();
     if (document.body) mount();

@@ -28,7 +28,7 @@ export interface Strings {
   refused: string;
   failed: string;
   interrupted: string;
-  startedOver: string;
+  callEnded: string;
 }
 
 export const defaultStrings: Strings = {
@@ -57,7 +57,7 @@ export const defaultStrings: Strings = {
   refused: "This chat can't start here: {message}",
   failed: "Something went wrong: {message}",
   interrupted: "(interrupted)",
-  startedOver: "The earlier conversation couldn't be restored; this is a new one.",
+  callEnded: "The call ended.",
 };
 
 export interface Options {
