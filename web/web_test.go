@@ -124,3 +124,28 @@ func TestDemoPageEscapes(t *testing.T) {
 		t.Errorf("the demo page does not embed the widget: %s", body)
 	}
 }
+
+// TestWidgetLogic runs the conversation's unit tests (widget/test) in
+// node: bundled with esbuild, run with node --test.
+func TestWidgetLogic(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if os.Getenv("PARLEY_TEST_REQUIRE_BROWSER") != "" {
+			t.Fatalf("node is missing (make deps installs it): %v", err)
+		}
+		t.Skip("node is missing: widget logic tests SKIPPED")
+	}
+	js, err := widgetbuild.BuildTest(filepath.Join("widget", "test", "conversation.test.ts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "conversation.test.mjs")
+	if err := os.WriteFile(path, js, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(node, "--test", "--test-reporter=spec", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}

@@ -51,3 +51,23 @@ func Build(srcDir string) ([]byte, error) {
 	}
 	return res.OutputFiles[0].Contents, nil
 }
+
+// BuildTest bundles a test file of the widget (web/widget/test) for node:
+// an ES module that imports node:test.
+func BuildTest(path string) ([]byte, error) {
+	res := api.Build(api.BuildOptions{
+		EntryPoints: []string{path},
+		Bundle:      true,
+		Write:       false,
+		Format:      api.FormatESModule,
+		Target:      api.ES2020,
+		Platform:    api.PlatformNode,
+		External:    []string{"node:*"},
+		Define:      map[string]string{"VERSION": fmt.Sprintf("%q", Version)},
+		LogLevel:    api.LogLevelSilent,
+	})
+	if len(res.Errors) > 0 {
+		return nil, fmt.Errorf("building %s: %s", path, res.Errors[0].Text)
+	}
+	return res.OutputFiles[0].Contents, nil
+}

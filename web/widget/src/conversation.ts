@@ -4,7 +4,11 @@
 // agent keeps its context and nothing is shown or sent twice.
 
 import { format, type Options } from "./options";
-import { mintKey, openCall, openSocket, Refused, Unavailable, type CloseKind, type RealtimeEvent, type Transport } from "./transport";
+import { Refused, Unavailable, type CloseKind, type Handlers, type RealtimeEvent, type Transport } from "./transport";
+
+/** Dialer opens a session: a WebRTC call with mic when voice, else a
+ * WebSocket (transport.ts's dial; the tests give a fake). */
+export type Dialer = (voice: boolean, mic: MediaStream | null, h: Handlers) => Promise<Transport>;
 
 export type Role = "user" | "assistant";
 
@@ -92,7 +96,8 @@ export class Conversation {
     private o: Options,
     private view: View,
     private emit: Emit,
-    private audio: HTMLAudioElement,
+    private dial: Dialer,
+    private audio: { srcObject: MediaProvider | null },
   ) {
     if (o.greeting) this.add({ role: "assistant", text: o.greeting, done: true, local: true });
   }
@@ -146,11 +151,7 @@ export class Conversation {
       closed: (reason: string, how: CloseKind) => serial === this.serial && this.lost(reason, how),
     };
     try {
-      const ek = await mintKey(this.o, voice);
-      if (serial !== this.serial) return;
-      const t = voice && this.mic
-        ? await openCall(this.o, ek, this.mic, this.audio, handlers)
-        : await openSocket(this.o, ek, handlers);
+      const t = await this.dial(voice, this.mic, handlers);
       if (serial !== this.serial) {
         t.close();
         return;

@@ -140,6 +140,13 @@ export function openSocket(o: Options, ek: string, h: Handlers): Promise<Transpo
   });
 }
 
+/** dial mints a key and opens a session with it: a call with mic when
+ * voice, else a WebSocket. */
+export async function dial(o: Options, audio: HTMLAudioElement, voice: boolean, mic: MediaStream | null, h: Handlers): Promise<Transport> {
+  const ek = await mintKey(o, voice);
+  return voice && mic ? openCall(o, ek, mic, audio, h) : openSocket(o, ek, h);
+}
+
 /** Call is a WebRTC call: the microphone goes up, the agent's voice comes
  * down on the remote track, and events travel on the oai-events channel. */
 export async function openCall(o: Options, ek: string, mic: MediaStream, audio: HTMLAudioElement, h: Handlers): Promise<Transport> {

@@ -4,6 +4,7 @@
 import { Conversation, type Message, type StatusKind, type View, type VoiceState } from "./conversation";
 import { textColor, type Options } from "./options";
 import { css } from "./styles";
+import { dial } from "./transport";
 
 const svgNS = "http://www.w3.org/2000/svg";
 // Icons as [element, attributes] lists, built with createElementNS: no
@@ -122,7 +123,7 @@ export class Widget implements View {
     audio.autoplay = true;
     this.root.append(audio);
 
-    this.conversation = new Conversation(o, this, (n, d) => this.fire(n, d), audio);
+    this.conversation = new Conversation(o, this, (n, d) => this.fire(n, d), (voice, mic, h) => dial(o, audio, voice, mic, h), audio);
 
     this.launcher.addEventListener("click", () => (this.panel.hidden ? this.open() : this.close()));
     closeBtn.addEventListener("click", () => this.close());
