@@ -176,7 +176,7 @@ func (s *Server) createCall(w http.ResponseWriter, r *http.Request) {
 
 	if origin != "" {
 		allowOrigin(w.Header(), origin)
-		w.Header().Set("Access-Control-Expose-Headers", "Location")
+		w.Header().Set("Access-Control-Expose-Headers", "Location, Retry-After")
 	}
 	w.Header().Set("Location", "/v1/realtime/calls/"+c.id)
 	w.Header().Set("Content-Type", "application/sdp")
@@ -391,8 +391,9 @@ func (s *Server) sideband(w http.ResponseWriter, r *http.Request, key, callID st
 
 // originPermits reports whether a request from a browser origin (the
 // Origin header; "" for clients that are not browsers) may use grant g.
-// An ephemeral key a publishable key minted is bound to its page's origin
-// and works from there only, whatever realtime.allowed_origins says; every
+// An ephemeral key minted for a page (by a publishable key from the page,
+// or by a secret key naming the page's origin) is bound to that origin and
+// works from there only, whatever realtime.allowed_origins says; every
 // other key works from the gateway's own host and the allowed origins.
 func (s *Server) originPermits(g grant, origin, host string) bool {
 	switch {
@@ -408,8 +409,11 @@ func (s *Server) originPermits(g grant, origin, host string) bool {
 // used from.
 func originNotAllowed(origin string, g grant) *httpError {
 	msg := "the origin " + quote(origin) + " is not allowed (realtime.allowed_origins)"
-	if g.origin != "" {
+	switch {
+	case g.origin != "":
 		msg = "this ephemeral key was minted for origin " + quote(g.origin) + ", not " + quote(origin) + "; it is used up now"
+	case g.ephemeral:
+		msg += `; a backend minting a key for a page names the page's origin in "origin" (POST /v1/realtime/client_secrets); this key is used up now`
 	}
 	return &httpError{status: http.StatusForbidden, typ: "invalid_request_error", code: "origin_not_allowed", msg: msg}
 }

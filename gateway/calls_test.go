@@ -468,10 +468,11 @@ func TestCallCORS(t *testing.T) {
 	if res.status != 401 || errCode(res.body) != "ephemeral_key_used" {
 		t.Fatalf("the key after the refused origin: %d %s", res.status, res.body)
 	}
-	// From the allowed origin, a call works and exposes Location.
+	// From the allowed origin, a call works and exposes Location (and
+	// Retry-After, for refusals).
 	res = h.post("/v1/realtime/calls", "application/sdp", h.mustMint(`{}`), strings.NewReader(offerSDP(t, true)), http.Header{"Origin": {"https://shop.example.com"}})
 	if res.status != 201 || res.header.Get("Access-Control-Allow-Origin") != "https://shop.example.com" ||
-		res.header.Get("Access-Control-Expose-Headers") != "Location" {
+		res.header.Get("Access-Control-Expose-Headers") != "Location, Retry-After" {
 		t.Fatalf("allowed origin: %d %v", res.status, res.header)
 	}
 	if res := h.post(res.header.Get("Location")+"/hangup", "", testKey, nil, nil); res.status != 200 {

@@ -3,9 +3,12 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"parley/storage"
 	"parley/storage/seal"
@@ -14,14 +17,30 @@ import (
 // DemoTokens answers POST /demo/token, the token endpoint of parleyd's
 // development demo page (widget.demo): it mints an ephemeral key for
 // tenantID's agent without any key, the way a site's backend would for its
-// widget (data-token-url). It answers only pages of the gateway's own
-// origin; that stops other sites, not other clients, hence development only.
+// widget (data-token-url). It answers only a browser on the gateway's own
+// machine, on the demo page itself: the connection must come from a
+// loopback address (the TCP peer, whatever X-Forwarded-For says), the Host
+// must be a loopback name (localhost, 127.x.y.z, ::1), which defeats DNS
+// rebinding, the Origin must be the gateway's own (same host), and a
+// Sec-Fetch-Site header, when sent, must say same-origin. That stops other
+// sites and other machines, not other programs on this one: development
+// only.
 func (s *Server) DemoTokens(tenantID, agentID string) http.Handler {
 	return s.limitIP(func(w http.ResponseWriter, r *http.Request) {
+		if !loopbackPeer(r.RemoteAddr) || !loopbackHost(r.Host) {
+			writeError(w, http.StatusForbidden, "invalid_request_error", "demo_local_only",
+				"the demo token endpoint answers only browsers on this machine (the gateway's), at http://localhost:PORT or http://127.0.0.1:PORT; it is for development")
+			return
+		}
 		origin := r.Header.Get("Origin")
 		if u, err := url.Parse(origin); origin == "" || err != nil || u.Host != r.Host {
 			writeError(w, http.StatusForbidden, "invalid_request_error", "origin_not_allowed",
-				"the demo token endpoint answers only the gateway's own pages, not origin "+quote(origin))
+				"the demo token endpoint answers only the gateway's own pages on this machine, not origin "+quote(origin))
+			return
+		}
+		if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
+			writeError(w, http.StatusForbidden, "invalid_request_error", "origin_not_allowed",
+				"the demo token endpoint answers only the gateway's own pages on this machine, not a "+quote(site)+" request")
 			return
 		}
 		if herr := requireJSON(r); herr != nil {
@@ -92,4 +111,25 @@ func (s *Server) mintEphemeral(ctx context.Context, rec *storage.EphemeralKey) (
 	}
 	s.metrics.ephemeralKeys.Inc()
 	return key, rec, nil
+}
+
+// loopbackHost reports whether a Host header names this machine by a
+// loopback name: localhost, or a loopback address (127.0.0.0/8, ::1).
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
+}
+
+// loopbackPeer reports whether a connection's remote address
+// (http.Request.RemoteAddr) is a loopback address.
+func loopbackPeer(remoteAddr string) bool {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,10 +21,11 @@ import (
 // Ephemeral keys ("ek_…") let a browser or app open one session (a WebRTC
 // call or a WebSocket) without holding a secret key: the customer's server
 // mints one with POST /v1/realtime/client_secrets, bound to an agent and
-// session settings, or a page does with a publishable key, and then the
-// key is also bound to the page's origin (originPermits). Only the key's
-// SHA-256 is stored; it works once and expires (auth.ephemeral_key_ttl by
-// default, 10 s to 2 h).
+// session settings, or a page does with a publishable key. A key for a
+// page is also bound to the page's origin (originPermits): the Origin of a
+// publishable key's request, or the "origin" a secret key's request
+// names. Only the key's SHA-256 is stored; it works once and expires
+// (auth.ephemeral_key_ttl by default, 10 s to 2 h).
 const (
 	ephemeralPrefix = "ek_"
 	minEphemeralTTL = 10 * time.Second
@@ -64,9 +67,13 @@ func (e *httpError) writeReadable(w http.ResponseWriter, origin string) {
 	e.write(w)
 }
 
-// allowOrigin lets a page at origin read the response.
+// allowOrigin lets a page at origin read the response, Retry-After
+// included (a page sees only a few headers unless they are exposed): a
+// widget refused for a rate limit or a full node waits as long as it is
+// told before trying again.
 func allowOrigin(h http.Header, origin string) {
 	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Expose-Headers", "Retry-After")
 	if !slices.Contains(h.Values("Vary"), "Origin") {
 		h.Add("Vary", "Origin")
 	}
@@ -92,7 +99,7 @@ type grant struct {
 	agent     *agent.Agent            // set for ephemeral keys
 	session   *realtime.SessionUpdate // settings minted with an ephemeral key, or nil
 	endUser   string                  // end-user pseudonym an ephemeral key was minted for
-	origin    string                  // browser origin a publishable key minted the ephemeral key for, or ""
+	origin    string                  // browser origin the ephemeral key is bound to, or ""
 }
 
 // authorize resolves a presented key. Secret keys go through the
@@ -244,6 +251,12 @@ type clientSecretRequest struct {
 	// user the key is for (stored only as a pseudonym), so the user's
 	// conversations can be exported and deleted by it.
 	EndUser string `json:"end_user"`
+	// Origin is Parley's extension for a secret key minting on behalf of
+	// a browser page (a site's backend behind its widget's token URL):
+	// the page's origin, to which the ephemeral key is then bound as a
+	// publishable key's are (originPermits). With a publishable key the
+	// page's origin is the request's Origin header and this is refused.
+	Origin string `json:"origin"`
 }
 
 // requireRealtime refuses keys that may not use the realtime API directly:
@@ -265,7 +278,8 @@ func requireRealtime(g grant) *httpError {
 // with a secret key (realtime scope), or from a browser with a publishable
 // key, whose allowed origins and agents bound what it may mint. A key
 // minted with a publishable key is bound to the page's origin (see
-// originPermits).
+// originPermits); one minted with a secret key is bound to the origin its
+// body names, if any.
 func (s *Server) clientSecrets(w http.ResponseWriter, r *http.Request) {
 	origin := r.Header.Get("Origin")
 	fail := func(e *httpError) { e.writeReadable(w, origin) }
@@ -328,6 +342,24 @@ func (s *Server) clientSecrets(w http.ResponseWriter, r *http.Request) {
 		fail(badRequest("invalid_value", "end_user", "end_user needs a secret key: mint the ephemeral key from your backend to name the end user"))
 		return
 	}
+	boundOrigin := ""
+	switch {
+	case publishable && req.Origin != "":
+		// The page's origin is what the browser says it is, not what the
+		// page claims.
+		fail(badRequest("invalid_value", "origin", "with a publishable key the page's origin is taken from the request's Origin header; "+
+			"\"origin\" is for a secret key minting for a page from your backend"))
+		return
+	case publishable:
+		boundOrigin = origin // checked against the key's origins above
+	case req.Origin != "":
+		o, msg := normalizeOrigin(req.Origin)
+		if msg != "" {
+			fail(badRequest("invalid_value", "origin", "origin "+quote(req.Origin)+" is not a page origin: "+msg))
+			return
+		}
+		boundOrigin = o
+	}
 	endUser, herr := s.endUser(r.Context(), g.principal.TenantID, req.EndUser, "end_user")
 	if herr != nil {
 		fail(herr)
@@ -337,9 +369,7 @@ func (s *Server) clientSecrets(w http.ResponseWriter, r *http.Request) {
 	rec := &storage.EphemeralKey{
 		TenantID: g.principal.TenantID, KeyID: g.principal.KeyID, AgentID: a.ID, Session: []byte(req.Session),
 		CreatedAt: now.UTC(), ExpiresAt: now.Add(ttl).UTC(), EndUser: endUser,
-	}
-	if publishable {
-		rec.Origin = origin // the key works only from this page's origin
+		Origin: boundOrigin, // when set, the key works only from this page's origin
 	}
 	key, rec, herr := s.mintEphemeral(r.Context(), rec)
 	if herr != nil {
@@ -493,4 +523,108 @@ func agentUnavailable(s *Server, err error) *httpError {
 	s.log.Error().Err(err).Msg("loading a tenant agent failed")
 	return &httpError{status: http.StatusServiceUnavailable, typ: "server_error", code: "agent_unavailable",
 		msg: "the agent could not be loaded; try again", retryAfter: 1}
+}
+
+// maxOriginLen bounds an origin named in a request body.
+const maxOriginLen = 512
+
+// normalizeOrigin checks that s is a web page's origin, scheme http or
+// https and a host with an optional port and nothing else, and returns it
+// in the form browsers send in the Origin header (which an ephemeral key's
+// origin is compared to exactly): scheme and host in lower case, an IPv6
+// address in its canonical form, the scheme's default port dropped, and a
+// trailing "/" (the one path taken) removed. Otherwise it returns why s is
+// not an origin.
+func normalizeOrigin(s string) (origin, problem string) {
+	if len(s) > maxOriginLen {
+		return "", "it is too long"
+	}
+	for _, c := range s {
+		if c <= ' ' || c >= 0x7f || c == '\\' {
+			return "", "it holds spaces, control characters, backslashes or non-ASCII characters (write an internationalised host in its xn-- form)"
+		}
+	}
+	if strings.ContainsAny(s, "?#") {
+		return "", "an origin has no query or fragment"
+	}
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return "", `write it as scheme://host[:port], such as "https://shop.example"`
+	}
+	scheme = strings.ToLower(scheme)
+	if scheme != "http" && scheme != "https" {
+		return "", "the scheme must be http or https"
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	switch {
+	case strings.Contains(rest, "/"):
+		return "", "an origin has no path"
+	case strings.Contains(rest, "@"):
+		return "", "an origin has no user name or password"
+	case rest == "":
+		return "", "it has no host"
+	}
+	host, port, hasPort := rest, "", false
+	if strings.HasPrefix(host, "[") {
+		end := strings.IndexByte(host, ']')
+		if end < 0 {
+			return "", "its IPv6 address lacks the closing ]"
+		}
+		if after := host[end+1:]; after != "" {
+			if after[0] != ':' {
+				return "", "its host is not valid"
+			}
+			port, hasPort = after[1:], true
+		}
+		addr, err := netip.ParseAddr(host[1:end])
+		if err != nil || !addr.Is6() || addr.Zone() != "" {
+			return "", "its IPv6 address is not valid"
+		}
+		host = "[" + addr.String() + "]"
+	} else {
+		if i := strings.LastIndexByte(host, ':'); i >= 0 {
+			host, port, hasPort = host[:i], host[i+1:], true
+		}
+		host = strings.ToLower(host)
+		if !validHostname(host) {
+			return "", "its host is not a valid host name or IPv4 address"
+		}
+	}
+	if hasPort {
+		n, err := strconv.Atoi(port)
+		if port == "" || len(port) > 5 || strings.TrimLeft(port, "0123456789") != "" || err != nil || n < 1 || n > 65535 {
+			return "", "its port must be a number from 1 to 65535"
+		}
+		if (scheme == "https" && n == 443) || (scheme == "http" && n == 80) {
+			port = "" // browsers leave the default port out
+		} else {
+			port = strconv.Itoa(n)
+		}
+	}
+	origin = scheme + "://" + host
+	if port != "" {
+		origin += ":" + port
+	}
+	return origin, ""
+}
+
+// validHostname reports whether h (in lower case) is a DNS name or an
+// IPv4 address as browsers serialise hosts: ASCII letters, digits, "-"
+// and "_" in non-empty dot-separated labels, a final dot allowed.
+func validHostname(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, c := range label {
+			if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -290,7 +290,11 @@ func (s *Server) realtime(w http.ResponseWriter, r *http.Request) {
 		// is only known once it is redeemed. A key presented from the
 		// wrong origin is thereby used up, which a leaked key deserves.
 		s.metrics.sessionsRefused.WithLabelValues("handshake").Inc()
-		originNotAllowed(origin, g).write(w)
+		if g.ephemeral {
+			s.refuseOrigin(w, r, originNotAllowed(origin, g))
+			return
+		}
+		originNotAllowed(origin, g).write(w) // a secret key: plain HTTP, no upgrade
 		return
 	}
 	if herr != nil {
@@ -424,6 +428,38 @@ func (s *Server) refuseSession(conn *websocket.Conn, limit, model, tenantID stri
 		msg = limit
 	}
 	s.metrics.sessionsRefused.WithLabelValues(code).Inc()
+	s.sendRefusal(conn, status, code, msg, param)
+}
+
+// refuseOrigin refuses, readably for the page, an ephemeral key presented
+// from a browser origin it may not be used from (e is originNotAllowed's
+// refusal). A page learns nothing from an HTTP refusal of a WebSocket
+// handshake (it sees close code 1006 only) and a widget would take it for
+// a network failure and retry, using up fresh keys; so the handshake is
+// accepted for this one request, one error event says why, and the
+// connection closes with 1008 (policy violation).
+//
+// Accepting the cross-origin handshake is safe: it admits the request's
+// own Origin only (the one pattern matching exactly it), no session is
+// created and no slot taken, the key is already used up, and nothing but
+// the error is sent, which names only origins (public) and no tenant data.
+func (s *Server) refuseOrigin(w http.ResponseWriter, r *http.Request, e *httpError) {
+	conn, err := websocket.Accept(&hijackRW{ResponseWriter: w}, r, &websocket.AcceptOptions{
+		Subprotocols:   []string{"realtime"},
+		OriginPatterns: []string{exactOriginPattern(r.Header.Get("Origin"))},
+	})
+	if err != nil {
+		// Accept wrote the HTTP error (not a WebSocket handshake, or an
+		// Origin that is not a URL).
+		s.log.Info().Err(err).Str("origin", r.Header.Get("Origin")).Msg("websocket handshake refused")
+		return
+	}
+	s.sendRefusal(conn, websocket.StatusPolicyViolation, e.code, e.msg, e.param)
+}
+
+// sendRefusal sends one error event on a session-less connection and
+// closes it with status.
+func (s *Server) sendRefusal(conn *websocket.Conn, status websocket.StatusCode, code, msg, param string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	defer cancel()
 	if err := conn.Write(ctx, websocket.MessageText, errorEventJSON("event_refused", code, msg, param)); err != nil {

@@ -167,9 +167,9 @@ type EphemeralKey struct {
 	// EndUser is the pseudonym of the end user the key was minted for
 	// (never the identifier itself); "" when none was named.
 	EndUser string
-	// Origin is the browser origin (e.g. "https://shop.example") a
-	// publishable key minted the key for; "" for keys minted with a
-	// secret key.
+	// Origin is the browser origin (e.g. "https://shop.example") the key
+	// is bound to: the page a publishable key minted it from, or the
+	// origin a secret key named; "" when unbound.
 	Origin    string
 	CreatedAt time.Time
 	ExpiresAt time.Time // required

@@ -66,7 +66,7 @@ var widgetPage = template.Must(template.New("page").Parse(`<!doctype html>
 <body>
 <h1>Welcome to the shop</h1>
 <p><a href="#top">A link before the widget</a></p>
-<script nonce="{{.Nonce}}" src="{{.Gateway}}/widget.js" data-key="{{.Key}}" data-agent="{{.Agent}}" data-title="Shop assistant"
+<script nonce="{{.Nonce}}" src="{{.Gateway}}/widget.js" {{if .TokenURL}}data-token-url="{{.TokenURL}}"{{else}}data-key="{{.Key}}"{{end}} data-agent="{{.Agent}}" data-title="Shop assistant"
   data-greeting="Hi! How can I help?" {{if .Color}}data-color="{{.Color}}"{{end}} async></script>
 </body>
 </html>
@@ -165,6 +165,10 @@ func newWidgetRig(t *testing.T, mic string, env ...string) *widgetRig {
 	w.proxy = newTCPProxy(t, w.r.m.Addr.String())
 	w.gateway = "http://" + w.proxy.addr()
 	w.site = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/token" && req.Method == http.MethodPost {
+			w.mintForPage(rw, req)
+			return
+		}
 		if req.URL.Path != "/" {
 			http.NotFound(rw, req)
 			return
@@ -180,8 +184,12 @@ func newWidgetRig(t *testing.T, mic string, env ...string) *widgetRig {
 				"style-src 'nonce-%s'; connect-src %s ws://%s; require-trusted-types-for 'script'",
 				nonce, w.gateway, nonce, w.gateway, w.proxy.addr()))
 		}
-		_ = widgetPage.Execute(rw, map[string]string{"Gateway": w.gateway, "Key": q.Get("key"), "Agent": "assistant",
-			"Color": q.Get("color"), "Nonce": nonce})
+		page := map[string]string{"Gateway": w.gateway, "Key": q.Get("key"), "Agent": "assistant",
+			"Color": q.Get("color"), "Nonce": nonce}
+		if q.Get("token") != "" {
+			page["TokenURL"] = "/token"
+		}
+		_ = widgetPage.Execute(rw, page)
 	}))
 	t.Cleanup(w.site.Close)
 	w.key = businessWithWidget(t, "http://"+w.r.m.Addr.String(), w.site.URL)
@@ -192,6 +200,44 @@ func newWidgetRig(t *testing.T, mic string, env ...string) *widgetRig {
 		}
 	})
 	return w
+}
+
+// mintForPage is the site's own backend endpoint (data-token-url): it
+// mints an ephemeral key with the operator's secret key for the visitor it
+// knows (end_user), bound to the site's page origin.
+func (w *widgetRig) mintForPage(rw http.ResponseWriter, req *http.Request) {
+	var in struct {
+		Agent string `json:"agent"`
+		Voice bool   `json:"voice"`
+	}
+	if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
+		http.Error(rw, err.Error(), http.StatusBadRequest)
+		return
+	}
+	modality := "text"
+	if in.Voice {
+		modality = "audio"
+	}
+	body, _ := json.Marshal(map[string]any{
+		"session":  map[string]any{"type": "realtime", "model": in.Agent, "output_modalities": []string{modality}},
+		"end_user": "visitor-42", "origin": w.site.URL,
+	})
+	out, err := http.NewRequestWithContext(req.Context(), http.MethodPost, "http://"+w.r.m.Addr.String()+"/v1/realtime/client_secrets", strings.NewReader(string(body)))
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	out.Header.Set("Authorization", "Bearer "+testAPIKey)
+	out.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(out)
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	rw.Header().Set("Content-Type", "application/json")
+	rw.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(rw, resp.Body)
 }
 
 // businessWithWidget signs a business up through the management API,
@@ -555,6 +601,20 @@ func TestWidget(t *testing.T) {
 		w.click(ctx, "#parley-input")
 		w.keys(ctx, "What is Parley?\r")
 		w.answered(ctx, 1)
+	})
+
+	t.Run("token url", func(t *testing.T) {
+		w.t = t
+		// The site names its visitor: its backend mints the keys with a
+		// secret key, bound to the site's origin (which the operator never
+		// listed), and the widget gets them from data-token-url.
+		w.loadQuery(ctx, w.site.URL, "token=1")
+		w.waitFor(ctx, "the widget to load", `window.__hooked === true && !!document.querySelector("parley-widget")`)
+		w.click(ctx, ".launcher")
+		w.keys(ctx, "What is Parley?\r")
+		if answer := w.answered(ctx, 1); !strings.Contains(answer, "Parley") {
+			t.Errorf("answer %q", answer)
+		}
 	})
 
 	t.Run("demo page", func(t *testing.T) {

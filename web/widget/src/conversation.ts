@@ -73,6 +73,7 @@ export class Conversation {
   private thinkingTimer = 0;
   private dropped = false;
   private lastError = "";
+  private lastErrorMessage = "";
   /** pendingCreate is the event_id of our response.create until the
    * response starts (or is refused); activeResponse the response's id. */
   private pendingCreate: string | null = null;
@@ -223,8 +224,10 @@ export class Conversation {
     }
     if (this.mode === "voice") this.setVoice("connecting");
     if (how === "final") {
+      // The server's error event says why better than the close reason.
+      const why = this.lastErrorMessage || reason;
       if (this.mode === "voice") this.endVoice(this.o.strings.voiceFailed);
-      this.view.status(format(this.o.strings.refused, reason), "error", false);
+      this.view.status(format(this.o.strings.refused, why), "error", false);
       return;
     }
     this.dropped = true;
@@ -237,7 +240,7 @@ export class Conversation {
     if (!t) return;
     this.ready = true;
     this.connecting = false;
-    this.lastError = "";
+    this.lastError = this.lastErrorMessage = "";
     this.asked = null; // an answer the drop cut off is asked for once more
     clearTimeout(this.stableTimer);
     this.stableTimer = window.setTimeout(() => (this.attempt = 0), stableAfterMs);
@@ -376,6 +379,7 @@ export class Conversation {
         const code = String(ev.error?.code ?? "");
         const message = String(ev.error?.message ?? "unknown error");
         this.lastError = code;
+        this.lastErrorMessage = message;
         const ours = this.pendingCreate !== null && ev.error?.event_id === this.pendingCreate;
         if (ours) {
           // Our response.create was refused: typically a response the
