@@ -32,7 +32,7 @@ func TestReadErrors(t *testing.T) {
 	head := `{"parley_recording":1,"audio_format":"audio/pcm"}` + "\n"
 	tests := []struct {
 		name, in, want string
-		line       int
+		line           int
 	}{
 		{"empty", "", "empty", 0},
 		{"not a header", `{"send":{"type":"x"}}`, `needs "parley_recording": 1`, 1},

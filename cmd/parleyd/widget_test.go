@@ -438,6 +438,13 @@ func TestWidget(t *testing.T) {
 		if st.count("user") != 1 || st.count("assistant") != 2 || st.Messages[0].Text != "Hi! How can I help?" {
 			t.Errorf("messages %+v: want the greeting, one question and one answer", st.Messages)
 		}
+		// What the visitor waits: from Enter to the first word, and to the
+		// whole answer (one run; the README quotes it).
+		lat, _ := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`(() => {
+		  const e = window.__events, sent = e.find((x) => x.name === "message" && x.role === "user").at;
+		  return [e.find((x) => x.name === "delta").at - sent, e.find((x) => x.name === "message" && x.role === "assistant").at - sent];
+		})()`))
+		t.Logf("text: first word %.1f ms, whole answer %.1f ms after Enter (browser clock)", lat[0], lat[1])
 		// Streamed: the answer arrived in several deltas.
 		deltas, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`window.__events.filter((e) => e.name === "delta").length`))
 		if deltas < 2 {
@@ -779,6 +786,14 @@ func TestWidgetVoice(t *testing.T) {
 	w.waitFor(ctx, "the answer to be spoken", `window.__events.some((e) => e.name === "state" && e.voice === "speaking")`)
 	// The second utterance comes while the answer plays: it interrupts.
 	w.waitFor(ctx, "the spoken answer to be interrupted by speech", `window.__events.some((e) => e.name === "interrupted")`)
+	// From the end of the visitor's speech (speech_stopped: "thinking") to
+	// the agent's voice playing ("speaking"), on the browser's clock.
+	wait, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](`(() => {
+	  const s = window.__events.filter((e) => e.name === "state");
+	  const think = s.find((e) => e.voice === "thinking"), speak = s.find((e) => e.voice === "speaking");
+	  return speak.at - think.at;
+	})()`))
+	t.Logf("voice: %.0f ms from the end of speech detected to the answer playing", wait)
 	states, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__events.filter((e) => e.name === "state").map((e) => e.voice)`))
 	t.Logf("voice states: %v", states)
 	if !inOrder(states, "listening", "hearing", "thinking", "speaking", "hearing") {
