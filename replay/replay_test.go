@@ -155,7 +155,7 @@ func TestPlayFailures(t *testing.T) {
 	dead.Close()
 	tests := []struct {
 		name, url, key, kind string
-		timeout             time.Duration
+		timeout              time.Duration
 	}{
 		{"refused key", good.URL, "sk_bad", KindAuth, 0},
 		{"unreachable", dead.URL, "sk_good", KindUnreachable, 0},
