@@ -31,7 +31,8 @@ lint: deps
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-# Run each fuzz target (realtime events, SDP offers, redaction, text metadata)
+# Run each fuzz target (realtime events, SDP offers, redaction, text metadata,
+# session recordings)
 # for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
 fuzz:
@@ -41,6 +42,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseMasterKeys$$' -fuzztime $(FUZZTIME) ./storage/seal
 	$(GO) test -run '^$$' -fuzz '^FuzzLanguage$$' -fuzztime $(FUZZTIME) ./privacy/textmeta
 	$(GO) test -run '^$$' -fuzz '^FuzzSentiment$$' -fuzztime $(FUZZTIME) ./privacy/textmeta
+	$(GO) test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./recording
 
 # Rebuild web/widget.js from web/widget/src (esbuild's Go API) and
 # type-check the sources; commit the result (a test fails when it is stale).
@@ -48,9 +50,11 @@ widget: deps
 	$(GO) generate ./web
 	cd web/widget && node_modules/.bin/tsc --noEmit -p .
 
-# Regenerate the spoken fixtures in testdata/audio (espeak-ng, sox, opusenc).
+# Regenerate the spoken fixtures in testdata/audio (espeak-ng, sox, opusenc)
+# and the session recordings made from them in testdata/sessions.
 testdata: deps
 	./scripts/make-testdata.sh
+	./scripts/make-sessions.sh
 
 clean:
 	rm -rf data/

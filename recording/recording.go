@@ -5,9 +5,10 @@
 // A recording is JSON Lines. The first line is the Header; every other
 // line is one Event: a client event to send, an audio chunk to append,
 // or an expectation about the next answer. Events are timed by Delay
-// (milliseconds after the previous event was sent) and may first Await a
-// server event (the previous answer finished, say), so that a replay
-// keeps a conversation's rhythm against a gateway of any speed.
+// (milliseconds after the previous event was sent, or after the awaited
+// event arrived) and may first Await a server event (the previous answer
+// finished, say), so that a replay keeps a conversation's rhythm against a
+// gateway of any speed.
 package recording
 
 import (
@@ -73,8 +74,10 @@ var awaitable = map[string]bool{
 // Event is one line after the header. Exactly one of Send, Audio and
 // Expect is set.
 type Event struct {
-	// Await, when set, is a server event the replay waits for (one that
-	// arrives after the previous event was sent) before Delay starts.
+	// Await, when set, is a server event the replay waits for: one of that
+	// type that arrived since the previous await was met (or the session
+	// began), even while earlier events were being sent. Delay then
+	// counts from that event's arrival.
 	Await string `json:"await,omitempty"`
 	// Delay is milliseconds to wait after the previous event was sent
 	// (after Await, when set).

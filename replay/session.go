@@ -201,8 +201,9 @@ type player struct {
 	events  chan serverEvent
 	readErr chan error
 
-	seen      map[string]int // server events seen, by type
-	baseline  map[string]int // seen at the last send
+	seen      map[string]int         // server events seen, by type
+	baseline  map[string]int         // seen when the last await was met
+	arrived   map[string][]time.Time // arrival times of awaitable events
 	expects   []*expectation
 	cur       *Turn // the answer being measured
 	pendEnd   time.Time
@@ -243,10 +244,10 @@ func (p *player) read(ctx context.Context) {
 
 // run plays the events, then waits for the last answer.
 func (p *player) run(ctx context.Context) {
-	p.seen, p.baseline = map[string]int{}, map[string]int{}
+	p.seen, p.baseline, p.arrived = map[string]int{}, map[string]int{}, map[string][]time.Time{}
 	start := time.Now()
 	// session.created first.
-	if !p.waitFor(ctx, "session.created", start, 0) {
+	if _, ok := p.waitFor(ctx, "session.created", start, 0); !ok {
 		return
 	}
 	p.res.Connect = time.Since(start)
@@ -255,10 +256,16 @@ func (p *player) run(ctx context.Context) {
 	for i, ev := range p.rec.Events {
 		line := p.rec.Lines[i]
 		if ev.Await != "" {
-			if !p.waitFor(ctx, ev.Await, time.Now(), line) {
+			at, ok := p.waitFor(ctx, ev.Await, time.Now(), line)
+			if !ok {
 				return
 			}
-			sched = time.Now()
+			// dt counts from the awaited event's arrival, which may be
+			// while earlier audio was still streaming.
+			sched = at
+			for k, v := range p.seen {
+				p.baseline[k] = v
+			}
 		}
 		sched = sched.Add(time.Duration(ev.Delay / p.o.Speed * float64(time.Millisecond)))
 		if !p.sleepUntil(ctx, sched) {
@@ -288,9 +295,6 @@ func (p *player) run(ctx context.Context) {
 				p.res.fail(KindClosed, "%s:%d: the connection failed: %v", p.rec.Path, line, err)
 			}
 			return
-		}
-		for k, v := range p.seen {
-			p.baseline[k] = v
 		}
 	}
 	// The last answer, if one is coming.
@@ -323,9 +327,10 @@ func (p *player) noteSend(raw json.RawMessage) {
 	}
 }
 
-// waitFor consumes server events until one of typ arrives that was not
-// seen at the last send.
-func (p *player) waitFor(ctx context.Context, typ string, from time.Time, line int) bool {
+// waitFor consumes server events until one of typ has arrived since the
+// previous await was met (or the session began), and returns when that
+// one arrived.
+func (p *player) waitFor(ctx context.Context, typ string, from time.Time, line int) (time.Time, bool) {
 	deadline := from.Add(p.o.Timeout)
 	for p.seen[typ] <= p.baseline[typ] {
 		what := typ
@@ -333,10 +338,10 @@ func (p *player) waitFor(ctx context.Context, typ string, from time.Time, line i
 			what = fmt.Sprintf("%s (awaited at %s:%d)", typ, p.rec.Path, line)
 		}
 		if !p.next(ctx, deadline, what, line) {
-			return false
+			return time.Time{}, false
 		}
 	}
-	return true
+	return p.arrived[typ][p.baseline[typ]], true
 }
 
 // sleepUntil consumes server events until t.
@@ -408,6 +413,9 @@ func (p *player) gone(ctx context.Context, what string) bool {
 // handle updates the turn being measured with one server event.
 func (p *player) handle(ev serverEvent) {
 	p.seen[ev.Type]++
+	if awaitable[ev.Type] {
+		p.arrived[ev.Type] = append(p.arrived[ev.Type], ev.at)
+	}
 	switch ev.Type {
 	case "error":
 		if ev.Error != nil {
@@ -461,6 +469,13 @@ func (p *player) handle(ev serverEvent) {
 		p.res.Turns = append(p.res.Turns, t)
 		p.check(t)
 	}
+}
+
+// awaitable are the server events a recording may await (their arrival
+// times are kept); session.created starts every session.
+var awaitable = map[string]bool{
+	"session.created": true, recording.AwaitResponseDone: true, recording.AwaitSpeechStopped: true,
+	recording.AwaitTranscript: true, recording.AwaitOutputAudioEnd: true,
 }
 
 // pending holds transcript times seen before the answer's turn exists.

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -25,6 +26,17 @@ Usage:
   parley chat     [-url URL] [-key KEY] [-model AGENT] [-m MESSAGE] [-cacert FILE | -insecure]
                   talk to an agent over the realtime WebSocket API (reads lines from stdin,
                   or sends the -m messages and exits)
+  parley record   -o FILE [-name N] [-agent A] [-format pcm|opus] [-modality text|audio]
+                  [-lead DUR] [-trail DUR] [-gap DUR] [-barge-in DUR]
+                  [-expect-transcript S]... [-expect-reply S]... INPUT...
+                  make a session recording (docs/RECORDING.md) from WAV or Ogg Opus speech and
+                  text scripts (.txt), one turn per audio file or message
+  parley replay   [-url URL] [-key KEY] [-agent A] [-c N] [-ramp DUR] [-n COUNT | -d DUR] [-speed X]
+                  [-seed N] [-timeout DUR] [-json FILE] [-csv FILE] [-slo EXPR]... [-progress auto|on|off]
+                  RECORDING|DIR...   (alias: loadtest)
+                  replay recordings against a gateway, many at once, and report latency
+                  percentiles and errors; exit 1 when an -slo (p99(turn_to_audio)<1500ms,
+                  errors<1%) is missed
   parley dev-cert [-cert FILE] [-key FILE] [-days N] [-force]
                   write a self-signed certificate for localhost (HTTPS and WSS in development)
   parley migrate  [-storage URL]
@@ -67,6 +79,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch args[0] {
 	case "chat":
 		err = chatCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "replay", "loadtest":
+		err = replayCmd(ctx, args[1:], stdout, stderr)
+		if errors.Is(err, errSLO) {
+			return 1
+		}
+	case "record":
+		err = recordCmd(args[1:], stdout, stderr)
 	case "dev-cert":
 		err = devCertCmd(args[1:], stdout, stderr)
 	case "migrate":
