@@ -794,6 +794,7 @@ func TestWidgetVoice(t *testing.T) {
 	  return speak.at - think.at;
 	})()`))
 	t.Logf("voice: %.0f ms from the end of speech detected to the answer playing", wait)
+	w.logVoiceStages()
 	states, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__events.filter((e) => e.name === "state").map((e) => e.voice)`))
 	t.Logf("voice states: %v", states)
 	if !inOrder(states, "listening", "hearing", "thinking", "speaking", "hearing") {
@@ -849,6 +850,42 @@ func emulateMedia(features ...*emulation.MediaFeature) chromedp.Action[chromedp.
 		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Features: features})
 		return err
 	})
+}
+
+// logVoiceStages logs parleyd's own timeline of the spoken turns so far
+// (parley_voice_turn_seconds: mean seconds from the end of speech to each
+// stage), to tell where a slow answer spent its time.
+func (w *widgetRig) logVoiceStages() {
+	resp, err := http.Get("http://" + w.r.m.Addr.String() + "/metrics")
+	if err != nil {
+		w.t.Logf("metrics: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	sums, counts := map[string]float64{}, map[string]float64{}
+	for line := range strings.Lines(string(b)) {
+		for _, kind := range []string{"_sum", "_count"} {
+			prefix := "parley_voice_turn_seconds" + kind + `{stage="`
+			if !strings.HasPrefix(line, prefix) {
+				continue
+			}
+			stage, rest, _ := strings.Cut(strings.TrimPrefix(line, prefix), `"}`)
+			v, _ := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if kind == "_sum" {
+				sums[stage] = v
+			} else {
+				counts[stage] = v
+			}
+		}
+	}
+	var sb strings.Builder
+	for _, st := range []string{"end_of_turn", "first_partial", "final_transcript", "first_token", "first_audio", "first_audio_sent"} {
+		if counts[st] > 0 {
+			fmt.Fprintf(&sb, " %s %.0f ms;", st, 1000*sums[st]/counts[st])
+		}
+	}
+	w.t.Logf("parleyd's voice timeline from the end of speech (means):%s", sb.String())
 }
 
 // inOrder reports whether want appears in got as a subsequence.
