@@ -203,6 +203,13 @@ func TestLoad(t *testing.T) {
 	if err := rep.WriteCSV(&csvOut); err != nil {
 		t.Fatal(err)
 	}
+	var html bytes.Buffer
+	if err := rep.WriteHTML(&html); err != nil {
+		t.Fatal(err)
+	}
+	if h := html.String(); !strings.Contains(h, "40 sessions") || strings.Count(h, "<svg") < 5 || strings.Contains(h, "<script") {
+		t.Errorf("HTML report: %d plots:\n%s", strings.Count(h, "<svg"), clip(h, 2000))
+	}
 	if !strings.Contains(text.String(), "40 sessions") || !json.Valid(js.Bytes()) || strings.Count(csvOut.String(), "\n") < 41 {
 		t.Errorf("reports:\n%s\n%s\n%s", text.String(), js.String(), csvOut.String())
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -18,60 +17,17 @@ import (
 	"github.com/rs/zerolog"
 
 	"parley/agent"
+	"parley/bench/internal/fakeengines"
 	"parley/gateway"
 	"parley/media"
 	"parley/storage/seal"
 	"parley/storage/sqlite"
-	"parley/stt"
-	"parley/tts"
 )
 
-// Zero-latency engines: what remains of a voice turn's latency is the
-// gateway's.
-type instantRecognizer struct{}
-
-func (instantRecognizer) SampleRate() int { return gateway.PipelineRate }
-func (instantRecognizer) NewStream(context.Context, stt.StreamConfig) (stt.Stream, error) {
-	return instantStream{}, nil
-}
-
-type instantStream struct{}
-
-func (instantStream) Write([]int16) error                   { return nil }
-func (instantStream) Partial() string                       { return "" }
-func (instantStream) Final(context.Context) (string, error) { return "what is parley", nil }
-func (instantStream) Close() error                          { return nil }
-
-type toneSynth struct{}
-
-func (toneSynth) SampleRate() int { return 24000 }
-func (toneSynth) Synthesize(ctx context.Context, req tts.Request, emit func([]int16) error) error {
-	buf := make([]int16, 480)
-	for i := 0; i < len(req.Text)*240; i += len(buf) {
-		for j := range buf {
-			buf[j] = int16(6000 * math.Sin(2*math.Pi*300*float64(i+j)/24000))
-		}
-		if err := emit(buf); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
-}
-
-type instantAgent struct{}
-
-func (instantAgent) Respond(ctx context.Context, req *agent.Request, emit func(string) error) (agent.Usage, error) {
-	for _, d := range []string{"Parley is a gateway. ", "It speaks the ", "realtime protocol."} {
-		if err := emit(d); err != nil {
-			return agent.Usage{}, err
-		}
-	}
-	return agent.Usage{InputTokens: 10, OutputTokens: 12}, nil
-}
-
 // voiceTurns runs sessions concurrent voice sessions against an in-process
-// gateway with zero-latency engines; each streams the fixture in real time,
-// turns times over. It reports, per turn, the time from
+// gateway with zero-latency engines (package fakeengines: what remains of a
+// voice turn's latency is the gateway's); each streams the fixture in real
+// time, turns times over. It reports, per turn, the time from
 // input_audio_buffer.speech_stopped to the first response.output_audio.delta
 // as the client sees it.
 func voiceTurns(dir string, sessions, turns int) error {
@@ -116,8 +72,8 @@ func voiceTurns(dir string, sessions, turns int) error {
 	}
 	gw, err := gateway.New(gateway.Options{
 		Sealer: kr,
-		Agents: map[string]*agent.Agent{"bench": {ID: "bench", Responder: instantAgent{}}},
-		Store:  store, Auth: auth, Logger: zerolog.Nop(), Recognizer: instantRecognizer{}, Synthesizer: toneSynth{},
+		Agents: map[string]*agent.Agent{"bench": {ID: "bench", Responder: fakeengines.Agent{}}},
+		Store:  store, Auth: auth, Logger: zerolog.Nop(), Recognizer: fakeengines.Recognizer{}, Synthesizer: fakeengines.Synth{},
 		MaxSessions: sessions + 10,
 	})
 	if err != nil {

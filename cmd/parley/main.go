@@ -32,7 +32,7 @@ Usage:
                   make a session recording (docs/RECORDING.md) from WAV or Ogg Opus speech and
                   text scripts (.txt), one turn per audio file or message
   parley replay   [-url URL] [-key KEY] [-agent A] [-c N] [-ramp DUR] [-n COUNT | -d DUR] [-speed X]
-                  [-seed N] [-timeout DUR] [-json FILE] [-csv FILE] [-slo EXPR]... [-progress auto|on|off]
+                  [-seed N] [-timeout DUR] [-json FILE] [-csv FILE] [-html FILE] [-slo EXPR]... [-progress auto|on|off]
                   RECORDING|DIR...   (alias: loadtest)
                   replay recordings against a gateway, many at once, and report latency
                   percentiles and errors; exit 1 when an -slo (p99(turn_to_audio)<1500ms,

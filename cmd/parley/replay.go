@@ -53,6 +53,7 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	timeout := fs.Duration("timeout", 30*time.Second, "longest wait for the gateway (connection, awaited event, last answer)")
 	jsonOut := fs.String("json", "", "write the summary as JSON to FILE")
 	csvOut := fs.String("csv", "", "write one row per answer as CSV to FILE")
+	htmlOut := fs.String("html", "", "write an HTML report with latency plots to FILE")
 	progress := fs.String("progress", "auto", "progress bar on stderr: auto (when a terminal), on, off")
 	insecure := fs.Bool("insecure", false, "accept any TLS certificate (development)")
 	var slos sloFlags
@@ -119,6 +120,9 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *csvOut != "" {
 		werr = errors.Join(werr, writeFile(*csvOut, rep.WriteCSV))
+	}
+	if *htmlOut != "" {
+		werr = errors.Join(werr, writeFile(*htmlOut, rep.WriteHTML))
 	}
 	if werr != nil {
 		return werr

@@ -35,9 +35,9 @@ func TestReplayCommand(t *testing.T) {
 	srv, _ := gatewayServer(t, false)
 	dir := t.TempDir()
 	writeRec(t, dir, "echo.jsonl", textRecording)
-	jsonPath, csvPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.csv")
+	jsonPath, csvPath, htmlPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.csv"), filepath.Join(dir, "r.html")
 	code, out, errOut := cli("replay", "-url", srv.URL, "-key", key, "-c", "4", "-n", "12", "-progress", "off",
-		"-json", jsonPath, "-csv", csvPath, "-slo", "p99(reply_first_token)<2s", "-slo", "errors<1%", dir)
+		"-json", jsonPath, "-csv", csvPath, "-html", htmlPath, "-slo", "p99(reply_first_token)<2s", "-slo", "errors<1%", dir)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -56,6 +56,9 @@ func TestReplayCommand(t *testing.T) {
 	}
 	if c, _ := os.ReadFile(csvPath); strings.Count(string(c), "\n") != 25 {
 		t.Errorf("CSV report: %d lines, want a header and 24 answers:\n%s", strings.Count(string(c), "\n"), c)
+	}
+	if h, _ := os.ReadFile(htmlPath); !strings.Contains(string(h), "<svg") {
+		t.Errorf("no HTML report with plots")
 	}
 	// An SLO the run cannot meet: exit 1, the report still written.
 	code, out, errOut = cli("replay", "-url", srv.URL, "-key", key, "-progress", "off", "-slo", "max(reply_done)<1us", dir)

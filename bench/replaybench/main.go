@@ -1,0 +1,254 @@
+// Command replaybench is issue 8's standard load scenario: voice session
+// recordings replayed (package replay) at increasing concurrency against
+// the real gateway with zero-latency engines, to find how many listening
+// voice sessions one machine holds in real time while the gateway adds
+// under 10 ms (p99) between the end of a turn and the answer's first audio.
+//
+// The gateway runs in a child process (this binary re-executed with the
+// hidden -serve flag; real SQLite storage in a temp dir, a sealer as
+// parleyd has) with the engines of package fakeengines: the recognizer
+// hears a fixed transcript at once, the agent answers a fixed sentence at
+// once, the synthesizer returns a short tone at once. Each step gets a
+// fresh child. The replay clients run in this process, on the same cores:
+// their CPU is measured too (getrusage), the child's from /proc/PID/stat
+// and /proc/PID/status.
+//
+// Each step runs N sessions at once, their starts ramped over -ramp; each
+// of the N replays the recording back to back for at least -step-duration
+// (at least one whole recording). Per step it reports failures by kind,
+// turn_to_audio and connect percentiles, the gateway's own figure for the
+// same interval (parley_voice_gateway_added_seconds, what
+// metadata.parley.voice.gateway_ms carries), the CPU and memory of the
+// child and the clients while all N ran, and whether real time held: each
+// session's elapsed time against the recording's length, and how late the
+// answers' first audio came against the step's earliest (a listening path
+// falling behind the audio). It stops at the
+// knee, the first step where p99 turn_to_audio >= -p99 or more than
+// -max-errors of the sessions failed or real time was lost, and prints the
+// top of the child's and the clients' CPU profiles at the knee.
+//
+//	go run ./bench/replaybench                        # the standard steps (~2-4 minutes)
+//	go run ./bench/replaybench -steps 100,200 -step-duration 20s -cpuprofile /tmp/knee.pprof
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Config is everything a run needs.
+type Config struct {
+	Steps []int `json:"steps"` // concurrent sessions per step
+	// StepDuration is how long each of a step's N sessions slots replays
+	// the recording back to back (rounded up to whole recordings).
+	StepDuration time.Duration `json:"step_duration_ns"`
+	Ramp         time.Duration `json:"ramp_ns"` // session starts spread over this
+	Recording    string        `json:"recording"`
+	// CPUProfile, when set, receives the child's CPU profile at the knee
+	// (the clients' goes to CPUProfile + ".client").
+	CPUProfile string        `json:"cpuprofile,omitempty"`
+	P99Limit   time.Duration `json:"p99_limit_ns"` // p99 turn_to_audio must stay under it
+	MaxErrors  float64       `json:"max_errors"`   // share of failed sessions allowed (0.01)
+	// RealTimeSlack is how much longer than the recording a session may
+	// take (elapsed from dial to close, minus session.created's wait) at
+	// p99 for real time to count as held.
+	RealTimeSlack float64 `json:"real_time_slack"`
+	// MaxLag is the largest p99 listening lag (reply_first_audio less its
+	// minimum in the step) for real time to count as held.
+	MaxLag       time.Duration `json:"max_lag_ns"`
+	NoisyRetries int           `json:"noisy_retries"`
+	Timeout      time.Duration `json:"timeout_ns"` // per wait for the gateway in a session
+	KeepGoing    bool          `json:"keep_going"` // run every step, past the knee
+	QuietWait    time.Duration `json:"quiet_wait_ns"`
+	Seed         uint64        `json:"seed"`
+	Top          int           `json:"top"` // profile entries printed
+}
+
+func defaultConfig() Config {
+	return Config{
+		Steps:         []int{50, 100, 200, 300, 400, 500, 600, 800},
+		StepDuration:  10 * time.Second,
+		Ramp:          4 * time.Second,
+		Recording:     "testdata/sessions/voice_question.jsonl",
+		P99Limit:      10 * time.Millisecond,
+		MaxErrors:     0.01,
+		RealTimeSlack: 0.05,
+		MaxLag:        100 * time.Millisecond,
+		NoisyRetries:  1,
+		Timeout:       15 * time.Second,
+		QuietWait:     10 * time.Second,
+		Seed:          1,
+		Top:           12,
+	}
+}
+
+// target is issue 8's: this many listening voice sessions in real time
+// with p99 gateway-added latency under 10 ms.
+const targetSessions = 500
+
+func main() {
+	if isChild(os.Args[1:]) {
+		os.Exit(childMain(os.Args[1:]))
+	}
+	os.Exit(harnessMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func harnessMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("replaybench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := defaultConfig()
+	steps := fs.String("steps", joinInts(def.Steps), "concurrent sessions per step, comma separated, increasing")
+	stepDur := fs.Duration("step-duration", def.StepDuration, "each of a step's sessions replays the recording back to back for at least this long (whole recordings, at least one)")
+	ramp := fs.Duration("ramp", def.Ramp, "a step's session starts are spread evenly over this")
+	rec := fs.String("recording", def.Recording, "the voice session recording to replay (package recording, format 1)")
+	cpuprofile := fs.String("cpuprofile", "", "write the gateway child's CPU profile at the knee to this file (the replay clients' to FILE.client)")
+	p99 := fs.Duration("p99", def.P99Limit, "knee: p99 turn_to_audio at or above this")
+	maxErr := fs.Float64("max-errors", def.MaxErrors*100, "knee: more than this percentage of sessions failed")
+	slack := fs.Float64("real-time-slack", def.RealTimeSlack*100, "knee: p99 session took more than this percentage longer than its recording (real time lost)")
+	maxLag := fs.Duration("max-lag", def.MaxLag, "knee: p99 listening lag (reply_first_audio less its minimum in the step) above this (real time lost)")
+	noisyRetries := fs.Int("noisy-retries", def.NoisyRetries, "measure a step again, up to this many times, when other processes used more than 10% of a core during it")
+	timeout := fs.Duration("timeout", def.Timeout, "longest wait for the gateway within a session")
+	keepGoing := fs.Bool("keep-going", false, "run every step, past the knee")
+	quietWait := fs.Duration("quiet-wait", def.QuietWait, "before each step, wait up to this long for other processes to stop using the CPU (0: don't)")
+	seed := fs.Uint64("seed", def.Seed, "seed of the replay's recording mix")
+	top := fs.Int("top", def.Top, "profile entries to print")
+	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: replaybench [flags]\n\nReplays a voice session recording at increasing concurrency against the gateway with zero-latency engines, and finds the knee.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "replaybench: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	cfg := def
+	var err error
+	if cfg.Steps, err = parseInts(*steps); err != nil {
+		fmt.Fprintf(stderr, "replaybench: -steps: %v\n", err)
+		return 2
+	}
+	cfg.StepDuration, cfg.Ramp, cfg.Recording, cfg.CPUProfile = *stepDur, *ramp, *rec, *cpuprofile
+	cfg.P99Limit, cfg.MaxErrors, cfg.RealTimeSlack, cfg.MaxLag, cfg.NoisyRetries = *p99, *maxErr/100, *slack/100, *maxLag, *noisyRetries
+	cfg.Timeout, cfg.KeepGoing, cfg.QuietWait, cfg.Seed, cfg.Top = *timeout, *keepGoing, *quietWait, *seed, *top
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintf(stderr, "replaybench: %v\n", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := Run(ctx, cfg, stderr)
+	if rep != nil {
+		rep.Command = reproduce(args)
+		rep.Print(stdout)
+		if *jsonOut != "" {
+			if werr := rep.WriteJSON(*jsonOut); werr != nil {
+				fmt.Fprintf(stderr, "replaybench: %v\n", werr)
+				return 1
+			}
+			fmt.Fprintf(stderr, "replaybench: results written to %s\n", *jsonOut)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "replaybench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func (c *Config) validate() error {
+	switch {
+	case len(c.Steps) == 0:
+		return errors.New("-steps: none")
+	case c.StepDuration < 0 || c.StepDuration > 10*time.Minute:
+		return errors.New("-step-duration must be in [0, 10m] (0: one recording)")
+	case c.Ramp < 0 || c.Ramp > time.Minute:
+		return errors.New("-ramp must be in [0, 1m]")
+	case c.Recording == "":
+		return errors.New("-recording is required")
+	case c.P99Limit <= 0:
+		return errors.New("-p99 must be positive")
+	case c.MaxErrors < 0 || c.MaxErrors > 1:
+		return errors.New("-max-errors must be a percentage in [0, 100]")
+	case c.RealTimeSlack < 0 || c.RealTimeSlack > 10:
+		return errors.New("-real-time-slack must be a percentage in [0, 1000]")
+	case c.MaxLag <= 0:
+		return errors.New("-max-lag must be positive")
+	case c.NoisyRetries < 0 || c.NoisyRetries > 5:
+		return errors.New("-noisy-retries must be in [0, 5]")
+	case c.Timeout < time.Second || c.Timeout > 10*time.Minute:
+		return errors.New("-timeout must be in [1s, 10m]")
+	case c.QuietWait < 0 || c.QuietWait > 10*time.Minute:
+		return errors.New("-quiet-wait must be in [0, 10m]")
+	case c.Top < 1 || c.Top > 100:
+		return errors.New("-top must be in [1, 100]")
+	}
+	prev := 0
+	for _, n := range c.Steps {
+		if n < 1 || n > 10000 {
+			return fmt.Errorf("-steps: %d is not in [1, 10000]", n)
+		}
+		if n <= prev {
+			return errors.New("-steps must increase")
+		}
+		prev = n
+	}
+	return nil
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("empty")
+	}
+	return out, nil
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+// reproduce is the command line of this run.
+func reproduce(args []string) string {
+	if len(args) == 0 {
+		return "go run ./bench/replaybench"
+	}
+	q := make([]string, len(args))
+	for i, a := range args {
+		if strings.ContainsAny(a, " \t'\"$") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		q[i] = a
+	}
+	return "go run ./bench/replaybench " + strings.Join(q, " ")
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"parley/replay"
+)
+
+func verdict(s *Step) string {
+	if s.OK {
+		return "ok"
+	}
+	return strings.Join(s.Reasons, "; ")
+}
+
+// Print writes the human report.
+func (rep *Report) Print(w io.Writer) {
+	cfg := rep.Config
+	ri := rep.Recording
+	fmt.Fprintf(w, "Replay load (issue 8's standard scenario): %s (%q, %s, %.2f s at real time, %d audio events), replayed %d times back to back per session slot, starts ramped over %s.\n",
+		ri.Path, ri.Name, ri.Format, ri.Duration.Seconds(), ri.Audio, rep.PerSlot, cfg.Ramp)
+	fmt.Fprintf(w, "Gateway in a child process, fresh per step: real SQLite storage, sealer, zero-latency engines (fixed transcript, fixed answer, 10 ms of tone per character, all at once).\n")
+	fmt.Fprintf(w, "The replay clients run in this process on the same %d CPUs (GOMAXPROCS %d, %s).\n", rep.Env.CPUs, rep.Env.GOMAXPROCS, rep.Env.GoVersion)
+	fmt.Fprintf(w, "turn_to_audio: speech_stopped to the first response.output_audio.delta, client-measured (with zero-latency engines, all of it the gateway's and the clients' scheduling).\n")
+	fmt.Fprintf(w, "gateway's own: parley_voice_gateway_added_seconds (metadata.parley.voice.gateway_ms): mean exact, p50/p99 as histogram bucket bounds.\n")
+	fmt.Fprintf(w, "real time: each session's dial-to-close time, less its wait for session.created, over the recording's length (held: p99 <= %.2f);\n", 1+cfg.RealTimeSlack)
+	fmt.Fprintf(w, "  lag: reply_first_audio (start of the spoken turn to the answer's first audio) less the step's minimum (held: p99 <= %s).\n\n", cfg.MaxLag)
+
+	fmt.Fprintf(w, "| sessions | played | failed | errors by kind | turn_to_audio p50 / p90 / p99 / max ms | gateway's own mean / p50 / p99 ms | connect p50 / p90 / p99 / max ms | real time p50 / p99 / max | lag p50 / p99 ms | verdict |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range rep.Steps {
+		fmt.Fprintf(w, "| %d | %d | %d | %s | %s | %s | %s | %.3f / %.3f / %.3f | %.0f / %.0f | %s |\n",
+			s.Sessions, s.Played, s.Failed, kinds(s.Errors), stat4(s.TurnToAudio), gwOwn(s.Gateway, s.TurnToAudio.Count), stat4(s.Connect),
+			s.RealTime.P50, s.RealTime.P99, s.RealTime.Max, msf(s.ListenLag.P50), msf(s.ListenLag.P99), verdict(s))
+	}
+	fmt.Fprintf(w, "\nResources while all of a step's sessions ran (CPU from /proc/PID/stat and getrusage, in cores; RSS from /proc/PID/status):\n\n")
+	fmt.Fprintf(w, "| sessions | window | child cores | client cores | irq / other cores | child RSS idle / peak | child CPU per session | client CPU per session | child RSS per session | goroutines per session | child GC/s, alloc |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range rep.Steps {
+		gps := "-"
+		if s.LiveSessions > 0 {
+			gps = fmt.Sprintf("%.2f", float64(s.Goroutines)/float64(s.LiveSessions))
+		}
+		fmt.Fprintf(w, "| %d | %.1f s | %.2f | %.2f | %.2f / %.2f | %.1f / %.1f MiB | %.2f ms/s | %.2f ms/s | %.1f KiB | %s | %.1f, %.1f MB/s |\n",
+			s.Sessions, s.Window.Seconds(), s.ChildCores, s.ClientCores, s.IRQCores, s.OtherCores, mib(s.ChildRSSIdle), mib(s.ChildRSSPeak),
+			s.ChildMSPerSession(), s.ClientMSPerSession(), s.RSSPerSession()/1024, gps, s.ChildGCPerSec, s.ChildAllocRate/1e6)
+	}
+	fmt.Fprintln(w)
+	for _, s := range rep.Steps {
+		if s.OtherCores*100 > noisyPercent {
+			fmt.Fprintf(w, "Note: at %d sessions other processes used %.0f%% of a core during the window; the step may read worse than a quiet machine would give.\n", s.Sessions, s.OtherCores*100)
+		}
+		if len(s.ErrorSamples) > 0 {
+			fmt.Fprintf(w, "Failures at %d sessions:\n", s.Sessions)
+			for _, k := range sortedKeys(s.ErrorSamples) {
+				for _, m := range s.ErrorSamples[k] {
+					fmt.Fprintf(w, "  %s: %s\n", k, m)
+				}
+			}
+		}
+		if len(s.GatewayErrors) > 0 || s.SlowClients > 0 {
+			fmt.Fprintf(w, "Gateway at %d sessions: error events %v, slow clients closed %.0f\n", s.Sessions, s.GatewayErrors, s.SlowClients)
+		}
+	}
+
+	switch {
+	case rep.Knee > 0:
+		var ks *Step
+		for _, s := range rep.Steps {
+			if s.Sessions == rep.Knee {
+				ks = s
+			}
+		}
+		fmt.Fprintf(w, "Knee: %d sessions (%s).\n", rep.Knee, verdict(ks))
+	case len(rep.Steps) > 0:
+		fmt.Fprintf(w, "Knee: not reached (every step met all three criteria).\n")
+	}
+	if rep.Best > 0 {
+		fmt.Fprintf(w, "Largest step meeting all three (p99 turn_to_audio < %s, failures <= %.0f%%, real time held): %d sessions.\n", cfg.P99Limit, cfg.MaxErrors*100, rep.Best)
+	} else if len(rep.Steps) > 0 {
+		fmt.Fprintf(w, "No step met all three (p99 turn_to_audio < %s, failures <= %.0f%%, real time held).\n", cfg.P99Limit, cfg.MaxErrors*100)
+	}
+	fmt.Fprintf(w, "Target: %d listening voice sessions in real time with p99 gateway-added latency under 10 ms on this machine: %s.\n",
+		targetSessions, metOr(rep.TargetMet))
+
+	if rep.ChildProfile != nil || rep.ClientProfile != nil {
+		var ps *Step
+		for _, s := range rep.Steps {
+			if s.Sessions == rep.Profiled {
+				ps = s
+			}
+		}
+		fmt.Fprintln(w)
+		if ps != nil {
+			fmt.Fprintf(w, "At %d sessions the gateway child used %.2f cores and the replay clients %.2f of the machine's %d (interrupts %.2f, other processes %.2f).\n",
+				ps.Sessions, ps.ChildCores, ps.ClientCores, rep.Env.CPUs, ps.IRQCores, ps.OtherCores)
+		}
+		printProfile(w, fmt.Sprintf("gateway child at %d sessions", rep.Profiled), rep.ChildProfile)
+		printProfile(w, fmt.Sprintf("replay clients at %d sessions", rep.Profiled), rep.ClientProfile)
+	}
+	if rep.Command != "" {
+		fmt.Fprintf(w, "\nReproduce: %s\n", rep.Command)
+	}
+}
+
+func printProfile(w io.Writer, what string, p *ProfileTop) {
+	if p == nil || p.Total == 0 {
+		return
+	}
+	where := ""
+	if p.File != "" {
+		where = " (saved to " + p.File + ")"
+	}
+	fmt.Fprintf(w, "\nCPU profile of the %s%s: %.1f s of CPU over %.0f s (%.2f cores).\n", what, where, p.Total.Seconds(), p.Duration.Seconds(),
+		p.Total.Seconds()/max(p.Duration.Seconds(), 1e-9))
+	list := func(title string, fs []FuncTime) {
+		fmt.Fprintf(w, "  %s\n", title)
+		for _, f := range fs {
+			fmt.Fprintf(w, "    %5.1f%%  %8.2fs  %s\n", 100*f.Time.Seconds()/p.Total.Seconds(), f.Time.Seconds(), f.Name)
+		}
+	}
+	list("by kind of work (flat):", p.Kinds)
+	list("top functions (flat):", p.Flat)
+	list("top functions (cumulative):", p.Cum)
+}
+
+func stat4(s replay.Stat) string {
+	if s.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%s / %s / %s / %s", msStr(s.P50), msStr(s.P90), msStr(s.P99), msStr(s.Max))
+}
+
+func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// gwOwn is the gateway's own figure and how many of the turns it covers.
+func gwOwn(h Histogram, turns int64) string {
+	if h.Count == 0 {
+		return fmt.Sprintf("- (0 of %d turns)", turns)
+	}
+	b := func(q float64) string {
+		v := h.Quantile(q)
+		if math.IsInf(v, 1) {
+			return fmt.Sprintf("> %g", 1000*h.Bounds[len(h.Bounds)-1])
+		}
+		return fmt.Sprintf("≤ %g", 1000*v)
+	}
+	return fmt.Sprintf("%.2f / %s / %s (%d of %d turns)", 1000*h.Mean(), b(0.5), b(0.99), h.Count, turns)
+}
+
+func kinds(m map[string]int) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func metOr(ok bool) string {
+	if ok {
+		return "MET"
+	}
+	return "NOT MET"
+}
+
+// WriteJSON writes the report as JSON.
+func (rep *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
