@@ -31,6 +31,10 @@ Usage:
                   [-expect-transcript S]... [-expect-reply S]... INPUT...
                   make a session recording (docs/RECORDING.md) from WAV or Ogg Opus speech and
                   text scripts (.txt), one turn per audio file or message
+  parley record   -o FILE -tenant ID -conversation ID [-expect] [-lead DUR] [-trail DUR]
+                  make one from a stored live session: its typed messages and its logged
+                  audio (the tenant needs conversation logging on: privacy.audio_logging);
+                  the store and the master key come from the config, as for export
   parley replay   [-url URL] [-key KEY] [-agent A] [-c N] [-ramp DUR] [-n COUNT | -d DUR] [-speed X]
                   [-seed N] [-timeout DUR] [-json FILE] [-csv FILE] [-html FILE] [-slo EXPR]... [-progress auto|on|off]
                   RECORDING|DIR...   (alias: loadtest)
@@ -85,7 +89,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return 1
 		}
 	case "record":
-		err = recordCmd(args[1:], stdout, stderr)
+		err = recordCmd(ctx, args[1:], stdout, stderr)
 	case "dev-cert":
 		err = devCertCmd(args[1:], stdout, stderr)
 	case "migrate":

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -25,16 +26,26 @@ import (
 // files and text scripts. Every input is one or more turns of the visitor;
 // the recording sends them in order, each later turn waiting for the
 // previous answer (or, with -barge-in, for the end of the previous speech).
+// With -conversation it records a stored live session instead
+// (record_live.go).
 
 const recordUsage = `usage: parley record -o FILE [-name N] [-agent A] [-format pcm|opus] [-modality text|audio]
                     [-lead DUR] [-trail DUR] [-gap DUR] [-barge-in DUR]
                     [-expect-transcript S]... [-expect-reply S]... INPUT...
+       parley record -o FILE -tenant T -conversation ID [-expect] [-config FILE] [-storage URL]
+                    [-name N] [-agent A] [-modality text|audio] [-lead DUR] [-trail DUR]
 
 INPUT is a WAV file (16-bit PCM mono, any rate), an Ogg Opus file (.opus,
 .ogg) or a text script (.txt: a visitor message per line; "# comment",
 "expect reply: TEXT", "expect transcript: TEXT", "wait DUR"). Each audio
-file is one spoken turn, each script message one typed turn. See
-docs/RECORDING.md.
+file is one spoken turn, each script message one typed turn.
+
+With -conversation, the recording is made from a stored conversation of the
+tenant (a live session): its typed messages, and its spoken turns from their
+logged audio, so only from a tenant with conversation logging on
+(privacy.audio_logging). The store and the master key come from the config
+like parley export's. The file holds the conversation's content (mode 0600).
+See docs/RECORDING.md.
 
 `
 
@@ -67,7 +78,7 @@ type recTurn struct {
 func (t *recTurn) audio() bool { return t.text == "" }
 
 // recordCmd is `parley record`.
-func recordCmd(args []string, stdout, stderr io.Writer) error {
+func recordCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("record", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -86,11 +97,25 @@ func recordCmd(args []string, stdout, stderr io.Writer) error {
 	var expTranscript, expReply multiFlag
 	fs.Var(&expTranscript, "expect-transcript", "the i-th flag: the i-th turn's transcript contains S (repeatable; \"\" skips a turn)")
 	fs.Var(&expReply, "expect-reply", "the i-th flag: the i-th turn's answer contains S (repeatable; \"\" skips a turn)")
+	live := addLiveFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return err
 		}
 		return usageError(err.Error())
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		max  time.Duration
+	}{{"lead", *lead, recMaxPadding}, {"trail", *trail, recMaxPadding}, {"gap", *gap, recMaxDelay}, {"barge-in", *bargeIn, recMaxDelay}} {
+		if d.v < 0 || d.v > d.max {
+			return usageError(fmt.Sprintf("-%s %v: want 0 to %v", d.name, d.v, d.max))
+		}
+	}
+	if live.requested(fs) {
+		return recordLive(ctx, fs, live, liveOptions{out: *out, name: *name, agent: *agentID, modality: *modality,
+			lead: *lead, trail: *trail}, stdout, stderr)
 	}
 	inputs := fs.Args()
 	switch {
@@ -102,15 +127,6 @@ func recordCmd(args []string, stdout, stderr io.Writer) error {
 		return usageError(fmt.Sprintf("-format must be pcm or opus, not %q", *format))
 	case *modality != "" && *modality != "text" && *modality != "audio":
 		return usageError(fmt.Sprintf("-modality must be text or audio, not %q", *modality))
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-		max  time.Duration
-	}{{"lead", *lead, recMaxPadding}, {"trail", *trail, recMaxPadding}, {"gap", *gap, recMaxDelay}, {"barge-in", *bargeIn, recMaxDelay}} {
-		if d.v < 0 || d.v > d.max {
-			return usageError(fmt.Sprintf("-%s %v: want 0 to %v", d.name, d.v, d.max))
-		}
 	}
 
 	var turns []*recTurn
@@ -170,7 +186,7 @@ func recordCmd(args []string, stdout, stderr io.Writer) error {
 			h.AudioFormat = recording.AudioOpus
 		}
 	}
-	st, err := recWriteFile(*out, func(w io.Writer) error { return rec.write(w, h, turns) })
+	st, err := recWriteFile(*out, 0o644, func(w io.Writer) error { return rec.write(w, h, turns) })
 	if err != nil {
 		return err
 	}
@@ -319,6 +335,12 @@ func recLoadOgg(path string, passThrough bool) ([]*recTurn, error) {
 	if err != nil {
 		return nil, recOpenErr(path, err)
 	}
+	return recParseOgg(path, b, passThrough)
+}
+
+// recParseOgg is recLoadOgg on a file's bytes; path names it in errors
+// (and is the turn's src).
+func recParseOgg(path string, b []byte, passThrough bool) ([]*recTurn, error) {
 	r, err := media.NewOggOpusReader(bytes.NewReader(b))
 	if err != nil {
 		return nil, recMediaErr(path, err)
@@ -610,18 +632,26 @@ func (r *recorder) send(v any) error {
 
 // message sends a typed visitor message and asks for the answer.
 func (r *recorder) message(text string) error {
+	if err := r.item("user", "input_text", text); err != nil {
+		return err
+	}
+	return r.respond()
+}
+
+// item sends a conversation.item.create of a text message.
+func (r *recorder) item(role, contentType, text string) error {
 	var ev recItemCreate
 	ev.Type = "conversation.item.create"
-	ev.Item.Type, ev.Item.Role = "message", "user"
+	ev.Item.Type, ev.Item.Role = "message", role
 	ev.Item.Content = append(ev.Item.Content, struct {
 		Type string `json:"type"`
 		Text string `json:"text"`
-	}{"input_text", text})
-	if err := r.send(ev); err != nil {
-		return err
-	}
-	return r.send(map[string]string{"type": "response.create"})
+	}{contentType, text})
+	return r.send(ev)
 }
+
+// respond asks for an answer.
+func (r *recorder) respond() error { return r.send(map[string]string{"type": "response.create"}) }
 
 // samples is d at 24 kHz, to the nearest sample.
 func samples(d time.Duration) int { return int(math.Round(d.Seconds() * recRate)) }
@@ -703,10 +733,11 @@ func (r *recorder) audio(b []byte, durMS float64) error {
 	return nil
 }
 
-// recWriteFile writes path through a temporary file in its directory,
-// checks it reads back as a recording, and renames it into place: a failure
-// leaves no partial output. It returns the size written.
-func recWriteFile(path string, write func(io.Writer) error) (int64, error) {
+// recWriteFile writes path (with permissions perm) through a temporary
+// file in its directory, checks it reads back as a recording, and renames
+// it into place: a failure leaves no partial output. It returns the size
+// written.
+func recWriteFile(path string, perm os.FileMode, write func(io.Writer) error) (int64, error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -736,7 +767,7 @@ func recWriteFile(path string, write func(io.Writer) error) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(perm); err != nil {
 		return 0, err
 	}
 	if err := tmp.Close(); err != nil {
