@@ -35,9 +35,21 @@ type Options struct {
 	Timeout time.Duration
 	// HTTPClient dials (for TLS settings); nil uses http.DefaultClient.
 	HTTPClient *http.Client
+	// Transport is "websocket" (default) or "webrtc": a call with the
+	// audio on an Opus track and the events on the data channel.
+	Transport string
 }
 
+// Transports.
+const (
+	TransportWebSocket = "websocket"
+	TransportWebRTC    = "webrtc"
+)
+
 func (o *Options) defaults() {
+	if o.Transport == "" {
+		o.Transport = TransportWebSocket
+	}
 	if o.Speed <= 0 {
 		o.Speed = 1
 	}
@@ -155,13 +167,53 @@ func Play(ctx context.Context, rec *recording.Recording, o Options) (*Result, er
 	if agent == "" {
 		return nil, &recording.Error{Path: rec.Path, Line: 1, Err: errors.New(`no agent: the header has no "agent" and none was given (-agent)`)}
 	}
+	if o.Transport == TransportWebRTC && len(rec.Events) > 0 && rec.Header.AudioFormat != "" && rec.Header.AudioFormat != recording.AudioOpus {
+		return nil, &recording.Error{Path: rec.Path, Line: 1, Err: fmt.Errorf("a WebRTC replay sends Opus: the recording's audio is %s (make it with parley record -format opus)", rec.Header.AudioFormat)}
+	}
+	res := &Result{Recording: rec.Path, Start: time.Now()}
+	defer func() { res.Duration = time.Since(res.Start) }()
+	p := &player{rec: rec, o: o, res: res, events: make(chan serverEvent, 1024), readErr: make(chan error, 1), dialed: time.Now()}
+	var err error
+	switch o.Transport {
+	case TransportWebSocket:
+		p.t, err = dialSocket(ctx, o, agent, p, res)
+	case TransportWebRTC:
+		p.t, err = dialCall(ctx, o, agent, p, res)
+	default:
+		return nil, fmt.Errorf("transport %q is not websocket or webrtc", o.Transport)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p.t == nil { // the failure is in res
+		return res, nil
+	}
+	p.run(ctx)
+	p.t.close()
+	return res, nil
+}
+
+// transport carries one session's events and audio.
+type transport interface {
+	writeEvent(ctx context.Context, b []byte) error
+	// writeAudio sends one chunk of the recording's audio.
+	writeAudio(ctx context.Context, chunk []byte) error
+	close()
+}
+
+// wsTransport is a session over the realtime WebSocket.
+type wsTransport struct {
+	conn *websocket.Conn
+	buf  []byte
+}
+
+// dialSocket opens the WebSocket session and starts reading it into p;
+// a refused or failed dial is recorded in res (nil transport).
+func dialSocket(ctx context.Context, o Options, agent string, p *player, res *Result) (transport, error) {
 	target, err := endpoint(o.URL, agent)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Recording: rec.Path, Start: time.Now()}
-	defer func() { res.Duration = time.Since(res.Start) }()
-
 	dctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	conn, resp, err := websocket.Dial(dctx, target, &websocket.DialOptions{
 		HTTPClient: o.HTTPClient,
@@ -181,15 +233,46 @@ func Play(ctx context.Context, rec *recording.Recording, o Options) (*Result, er
 		} else {
 			res.fail(kind, "%s: %v", target, err)
 		}
-		return res, nil
+		return nil, nil
 	}
 	conn.SetReadLimit(16 << 20)
-	p := &player{rec: rec, o: o, res: res, conn: conn, events: make(chan serverEvent, 1024), readErr: make(chan error, 1)}
-	go p.read(ctx)
-	p.run(ctx)
-	_ = conn.Close(websocket.StatusNormalClosure, "replay done")
-	return res, nil
+	t := &wsTransport{conn: conn, buf: make([]byte, 0, 4096)}
+	go t.read(ctx, p)
+	return t, nil
 }
+
+func (t *wsTransport) read(ctx context.Context, p *player) {
+	for {
+		_, b, err := t.conn.Read(ctx)
+		if err != nil {
+			p.readErr <- err
+			close(p.events)
+			return
+		}
+		var ev serverEvent
+		if json.Unmarshal(b, &ev) != nil {
+			continue
+		}
+		ev.at = time.Now()
+		select {
+		case p.events <- ev:
+		case <-ctx.Done():
+		}
+	}
+}
+
+func (t *wsTransport) writeEvent(ctx context.Context, b []byte) error {
+	return t.conn.Write(ctx, websocket.MessageText, b)
+}
+
+func (t *wsTransport) writeAudio(ctx context.Context, chunk []byte) error {
+	t.buf = append(t.buf[:0], `{"type":"input_audio_buffer.append","audio":"`...)
+	t.buf = base64.StdEncoding.AppendEncode(t.buf, chunk)
+	t.buf = append(t.buf, `"}`...)
+	return t.conn.Write(ctx, websocket.MessageText, t.buf)
+}
+
+func (t *wsTransport) close() { _ = t.conn.Close(websocket.StatusNormalClosure, "replay done") }
 
 // player drives one session: it sends the recording's events on their
 // schedule while it consumes the server's events.
@@ -197,7 +280,8 @@ type player struct {
 	rec     *recording.Recording
 	o       Options
 	res     *Result
-	conn    *websocket.Conn
+	t       transport
+	dialed  time.Time // when the dial began
 	events  chan serverEvent
 	readErr chan error
 
@@ -222,37 +306,17 @@ type expectation struct {
 	line int
 }
 
-func (p *player) read(ctx context.Context) {
-	for {
-		_, b, err := p.conn.Read(ctx)
-		if err != nil {
-			p.readErr <- err
-			close(p.events)
-			return
-		}
-		var ev serverEvent
-		if json.Unmarshal(b, &ev) != nil {
-			continue
-		}
-		ev.at = time.Now()
-		select {
-		case p.events <- ev:
-		case <-ctx.Done():
-		}
-	}
-}
-
 // run plays the events, then waits for the last answer.
 func (p *player) run(ctx context.Context) {
 	p.seen, p.baseline, p.arrived = map[string]int{}, map[string]int{}, map[string][]time.Time{}
-	start := time.Now()
-	// session.created first.
-	if _, ok := p.waitFor(ctx, "session.created", start, 0); !ok {
+	// session.created first: connect counts from the dial (for a call:
+	// the key, the offer, ICE and DTLS) to its arrival.
+	at, ok := p.waitFor(ctx, "session.created", time.Now(), 0)
+	if !ok {
 		return
 	}
-	p.res.Connect = time.Since(start)
+	p.res.Connect = at.Sub(p.dialed)
 	sched := time.Now()
-	appendBuf := make([]byte, 0, 4096)
 	for i, ev := range p.rec.Events {
 		line := p.rec.Lines[i]
 		if ev.Await != "" {
@@ -271,24 +335,21 @@ func (p *player) run(ctx context.Context) {
 		if !p.sleepUntil(ctx, sched) {
 			return
 		}
-		var msg []byte
+		var err error
 		switch {
 		case ev.Expect != nil:
 			p.expects = append(p.expects, &expectation{Expect: *ev.Expect, line: line})
 			continue
 		case ev.Audio != nil:
-			appendBuf = append(appendBuf[:0], `{"type":"input_audio_buffer.append","audio":"`...)
-			appendBuf = base64.StdEncoding.AppendEncode(appendBuf, ev.Audio)
-			appendBuf = append(appendBuf, `"}`...)
-			msg = appendBuf
 			if p.turnFrom.IsZero() {
 				p.turnFrom = time.Now()
 			}
+			err = p.t.writeAudio(ctx, ev.Audio)
 		default:
-			msg = ev.Send
 			p.noteSend(ev.Send)
+			err = p.t.writeEvent(ctx, ev.Send)
 		}
-		if err := p.conn.Write(ctx, websocket.MessageText, msg); err != nil {
+		if err != nil {
 			if ctx.Err() != nil {
 				p.res.fail(KindCancelled, "cancelled at %s:%d", p.rec.Path, line)
 			} else if !p.closed {
@@ -444,7 +505,18 @@ func (p *player) handle(ev serverEvent) {
 			t.Reply += ev.Delta
 		}
 	case "response.output_audio.delta":
-		if t := p.turn(ev.at); t != nil {
+		t := p.cur
+		if t == nil && len(p.res.Turns) > 0 {
+			// A call's audio plays on its own clock: its first packet may
+			// come after response.done.
+			if last := p.res.Turns[len(p.res.Turns)-1]; last.Times[MTurnToAudio] == 0 {
+				t = last
+			}
+		}
+		if t == nil {
+			t = p.turn(ev.at)
+		}
+		if t != nil {
 			p.markTurn(t, MTurnToAudio, ev.at)
 			if !t.turnFrom.IsZero() {
 				if _, ok := t.Times[MReplyFirstAudio]; !ok {

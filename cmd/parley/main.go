@@ -35,7 +35,8 @@ Usage:
                   make one from a stored live session: its typed messages and its logged
                   audio (the tenant needs conversation logging on: privacy.audio_logging);
                   the store and the master key come from the config, as for export
-  parley replay   [-url URL] [-key KEY] [-agent A] [-c N] [-ramp DUR] [-n COUNT | -d DUR] [-speed X]
+  parley replay   [-url URL] [-key KEY] [-agent A] [-transport websocket|webrtc] [-c N] [-ramp DUR]
+                  [-n COUNT | -d DUR] [-speed X]
                   [-seed N] [-timeout DUR] [-json FILE] [-csv FILE] [-html FILE] [-slo EXPR]... [-progress auto|on|off]
                   RECORDING|DIR...   (alias: loadtest)
                   replay recordings against a gateway, many at once, and report latency

@@ -56,6 +56,7 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	htmlOut := fs.String("html", "", "write an HTML report with latency plots to FILE")
 	progress := fs.String("progress", "auto", "progress bar on stderr: auto (when a terminal), on, off")
 	insecure := fs.Bool("insecure", false, "accept any TLS certificate (development)")
+	transport := fs.String("transport", "websocket", "websocket, or webrtc (calls: Opus recordings on the microphone track)")
 	var slos sloFlags
 	fs.Var(&slos, "slo", "threshold, repeatable: p99(turn_to_audio)<1500ms, max(connect)<2s, errors<1%")
 	if err := fs.Parse(args); err != nil {
@@ -79,12 +80,14 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageError("no key: pass -key or set PARLEY_API_KEY")
 	case !slices.Contains([]string{"auto", "on", "off"}, *progress):
 		return usageError("-progress must be auto, on or off")
+	case *transport != replay.TransportWebSocket && *transport != replay.TransportWebRTC:
+		return usageError("-transport must be websocket or webrtc")
 	}
 	recs, err := readRecordings(fs.Args())
 	if err != nil {
 		return err
 	}
-	opts := replay.Options{URL: *gw, Key: *key, Agent: *agent, Speed: *speed, Timeout: *timeout}
+	opts := replay.Options{URL: *gw, Key: *key, Agent: *agent, Speed: *speed, Timeout: *timeout, Transport: *transport}
 	if *insecure {
 		opts.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	}

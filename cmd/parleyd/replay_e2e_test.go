@@ -51,3 +51,40 @@ func TestReplaySessions(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayWebRTC replays the spoken question as a WebRTC call (Opus on
+// the microphone track, events on the data channel) against a real
+// parleyd: the expectations hold and the answer's audio is timed from the
+// track.
+func TestReplayWebRTC(t *testing.T) {
+	rec, err := recording.ReadFile("../../testdata/sessions/voice_question.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, "../../configs/parley.yaml", "PARLEY_STORAGE_URL="+filepath.Join(t.TempDir(), "p.db"))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := replay.Play(ctx, rec, replay.Options{URL: "http://" + r.m.Addr.String(), Key: testAPIKey,
+		Transport: replay.TransportWebRTC, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range res.Failures {
+		t.Errorf("%s: %s", f.Kind, f.Message)
+	}
+	if len(res.Turns) == 0 {
+		t.Fatalf("no answer")
+	}
+	tu := res.Turns[0]
+	t.Logf("webrtc: connect %v, transcript %q, reply %q, times %v", res.Connect, tu.Heard, clipText(tu.Reply, 80), tu.Times)
+	if tu.Times[replay.MTurnToAudio] <= 0 || !tu.Spoken {
+		t.Errorf("the answer's audio was not timed from the track: %+v", tu)
+	}
+}
+
+func clipText(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
