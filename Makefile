@@ -22,6 +22,7 @@ test: deps
 bench: deps
 	$(GO) run ./bench/gatewaybench $(ARGS)
 	$(GO) run ./bench/voicebench
+	$(GO) run ./bench/replaybench
 	$(GO) run ./bench/callbench
 	$(GO) run ./bench/authbench
 	$(GO) run ./bench/sealbench

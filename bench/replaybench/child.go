@@ -29,6 +29,7 @@ import (
 	"parley/agent"
 	"parley/bench/internal/fakeengines"
 	"parley/gateway"
+	"parley/rtc"
 	"parley/storage/seal"
 	"parley/storage/sqlite"
 )
@@ -45,6 +46,7 @@ func childMain(args []string) int {
 	fs := flag.NewFlagSet("replaybench -serve", flag.ContinueOnError)
 	fs.Bool("serve", false, "serve (the harness's child)")
 	dir := fs.String("dir", "", "temp directory for the SQLite file, removed on exit")
+	withRTC := fs.Bool("rtc", false, "answer WebRTC calls (a UDP edge on 127.0.0.1)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -85,6 +87,12 @@ func childMain(args []string) int {
 	}
 	// Warnings only (a slow client, a recognizer falling behind).
 	log := zerolog.New(os.Stderr).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	var edge *rtc.Edge
+	if *withRTC {
+		if edge, err = rtc.NewEdge(rtc.Config{UDPAddr: "127.0.0.1:0", IncludeLoopback: true, Logger: log}); err != nil {
+			return fail(err)
+		}
+	}
 	gw, err := gateway.New(gateway.Options{
 		Sealer: kr,
 		Agents: map[string]*agent.Agent{agentID: {
@@ -94,6 +102,7 @@ func childMain(args []string) int {
 		Store: st, Auth: auth, Logger: log,
 		Recognizer: fakeengines.Recognizer{}, Synthesizer: fakeengines.Synth{},
 		MaxSessions: 20000,
+		RTC:         edge, MaxCalls: 10000, MaxCallsPerKey: 10000,
 	})
 	if err != nil {
 		return fail(err)
@@ -116,6 +125,7 @@ func childMain(args []string) int {
 	})
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -178,6 +188,18 @@ func (h Histogram) Quantile(q float64) float64 {
 		}
 	}
 	return math.Inf(1)
+}
+
+// Sub returns h less an earlier state of the same histogram.
+func (h Histogram) Sub(earlier Histogram) Histogram {
+	if len(earlier.Buckets) != len(h.Buckets) {
+		return h
+	}
+	out := Histogram{Count: h.Count - earlier.Count, Sum: h.Sum - earlier.Sum, Bounds: h.Bounds, Buckets: make([]uint64, len(h.Buckets))}
+	for i := range h.Buckets {
+		out.Buckets[i] = h.Buckets[i] - earlier.Buckets[i]
+	}
+	return out
 }
 
 // Mean is the exact mean (seconds; NaN without observations).

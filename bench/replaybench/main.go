@@ -13,7 +13,9 @@
 // their CPU is measured too (getrusage), the child's from /proc/PID/stat
 // and /proc/PID/status.
 //
-// Each step runs N sessions at once, their starts ramped over -ramp; each
+// Each step runs N sessions at once, their starts ramped over -ramp (by
+// default the recording's length, so that their phases are spread evenly
+// over it: speech, silence and answers are not all at once); each
 // of the N replays the recording back to back for at least -step-duration
 // (at least one whole recording). Per step it reports failures by kind,
 // turn_to_audio and connect percentiles, the gateway's own figure for the
@@ -43,6 +45,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"parley/replay"
 )
 
 // Config is everything a run needs.
@@ -51,16 +55,23 @@ type Config struct {
 	// StepDuration is how long each of a step's N sessions slots replays
 	// the recording back to back (rounded up to whole recordings).
 	StepDuration time.Duration `json:"step_duration_ns"`
-	Ramp         time.Duration `json:"ramp_ns"` // session starts spread over this
-	Recording    string        `json:"recording"`
+	// Ramp spreads a step's session starts evenly over this; 0 means the
+	// recording's length, so that the sessions' phases (speech, silence,
+	// answers) are spread evenly over the recording.
+	Ramp      time.Duration `json:"ramp_ns"`
+	Recording string        `json:"recording"`
+	// Transport is how the clients connect: websocket (the standard
+	// scenario) or webrtc (calls: Opus on a track, events on the data
+	// channel).
+	Transport string `json:"transport"`
 	// CPUProfile, when set, receives the child's CPU profile at the knee
 	// (the clients' goes to CPUProfile + ".client").
 	CPUProfile string        `json:"cpuprofile,omitempty"`
 	P99Limit   time.Duration `json:"p99_limit_ns"` // p99 turn_to_audio must stay under it
 	MaxErrors  float64       `json:"max_errors"`   // share of failed sessions allowed (0.01)
 	// RealTimeSlack is how much longer than the recording a session may
-	// take (elapsed from dial to close, minus session.created's wait) at
-	// p99 for real time to count as held.
+	// take (from session.created to its close: replay.Result's Duration
+	// less Connect) at p99 for real time to count as held.
 	RealTimeSlack float64 `json:"real_time_slack"`
 	// MaxLag is the largest p99 listening lag (reply_first_audio less its
 	// minimum in the step) for real time to count as held.
@@ -77,8 +88,9 @@ func defaultConfig() Config {
 	return Config{
 		Steps:         []int{50, 100, 200, 300, 400, 500, 600, 800},
 		StepDuration:  10 * time.Second,
-		Ramp:          4 * time.Second,
+		Ramp:          0,
 		Recording:     "testdata/sessions/voice_question.jsonl",
+		Transport:     replay.TransportWebSocket,
 		P99Limit:      10 * time.Millisecond,
 		MaxErrors:     0.01,
 		RealTimeSlack: 0.05,
@@ -108,8 +120,9 @@ func harnessMain(args []string, stdout, stderr io.Writer) int {
 	def := defaultConfig()
 	steps := fs.String("steps", joinInts(def.Steps), "concurrent sessions per step, comma separated, increasing")
 	stepDur := fs.Duration("step-duration", def.StepDuration, "each of a step's sessions replays the recording back to back for at least this long (whole recordings, at least one)")
-	ramp := fs.Duration("ramp", def.Ramp, "a step's session starts are spread evenly over this")
+	ramp := fs.Duration("ramp", def.Ramp, "a step's session starts are spread evenly over this (0: the recording's length, spreading the sessions' phases evenly over it)")
 	rec := fs.String("recording", def.Recording, "the voice session recording to replay (package recording, format 1)")
+	transport := fs.String("transport", def.Transport, "how the clients connect: websocket or webrtc (calls; the pion callers cost the clients far more CPU)")
 	cpuprofile := fs.String("cpuprofile", "", "write the gateway child's CPU profile at the knee to this file (the replay clients' to FILE.client)")
 	p99 := fs.Duration("p99", def.P99Limit, "knee: p99 turn_to_audio at or above this")
 	maxErr := fs.Float64("max-errors", def.MaxErrors*100, "knee: more than this percentage of sessions failed")
@@ -142,7 +155,7 @@ func harnessMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "replaybench: -steps: %v\n", err)
 		return 2
 	}
-	cfg.StepDuration, cfg.Ramp, cfg.Recording, cfg.CPUProfile = *stepDur, *ramp, *rec, *cpuprofile
+	cfg.StepDuration, cfg.Ramp, cfg.Recording, cfg.Transport, cfg.CPUProfile = *stepDur, *ramp, *rec, *transport, *cpuprofile
 	cfg.P99Limit, cfg.MaxErrors, cfg.RealTimeSlack, cfg.MaxLag, cfg.NoisyRetries = *p99, *maxErr/100, *slack/100, *maxLag, *noisyRetries
 	cfg.Timeout, cfg.KeepGoing, cfg.QuietWait, cfg.Seed, cfg.Top = *timeout, *keepGoing, *quietWait, *seed, *top
 	if err := cfg.validate(); err != nil {
@@ -181,6 +194,8 @@ func (c *Config) validate() error {
 		return errors.New("-ramp must be in [0, 1m]")
 	case c.Recording == "":
 		return errors.New("-recording is required")
+	case c.Transport != replay.TransportWebSocket && c.Transport != replay.TransportWebRTC:
+		return fmt.Errorf("-transport %q: want websocket or webrtc", c.Transport)
 	case c.P99Limit <= 0:
 		return errors.New("-p99 must be positive")
 	case c.MaxErrors < 0 || c.MaxErrors > 1:

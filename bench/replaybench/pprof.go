@@ -205,7 +205,7 @@ func kindOf(stack []string) string {
 		if has("runtime.gcBgMarkWorker", "runtime.gcStart", "runtime.stopTheWorld") {
 			return "runtime: GC"
 		}
-		return "runtime: scheduler, timers, netpoll"
+		return "runtime: scheduler, channels, timers, netpoll"
 	case strings.HasPrefix(leaf, "runtime."):
 		switch {
 		case has("runtime.gcBgMarkWorker", "runtime.gcDrain", "runtime.gcAssist", "runtime.markroot", "runtime.bgsweep", "runtime.bgscavenge", "runtime.sweepone"):
@@ -215,7 +215,7 @@ func kindOf(stack []string) string {
 		case has("runtime.schedule", "runtime.findRunnable", "runtime.park_m", "runtime.goready", "runtime.ready", "runtime.mcall", "runtime.gopark",
 			"runtime.runqsteal", "runtime.wakep", "runtime.chansend", "runtime.chanrecv", "runtime.selectgo", "runtime.lock", "runtime.unlock",
 			"runtime.runtimer", "runtime.checkTimers", "time.", "runtime.netpoll"):
-			return "runtime: scheduler, channels, timers"
+			return "runtime: scheduler, channels, timers, netpoll"
 		case has("runtime.memmove", "runtime.memclr"):
 			return "runtime: memory copies"
 		default:

@@ -33,7 +33,7 @@ type child struct {
 
 // startChild re-executes this binary as a gateway child and waits for the
 // address it listens on.
-func startChild(ctx context.Context, logw io.Writer) (*child, error) {
+func startChild(ctx context.Context, withRTC bool, logw io.Writer) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -42,7 +42,11 @@ func startChild(ctx context.Context, logw io.Writer) (*child, error) {
 	if c.dir, err = os.MkdirTemp("", "replaybench-*"); err != nil {
 		return nil, err
 	}
-	c.cmd = exec.Command(exe, "-serve", "-dir", c.dir)
+	args := []string{"-serve", "-dir", c.dir}
+	if withRTC {
+		args = append(args, "-rtc")
+	}
+	c.cmd = exec.Command(exe, args...)
 	// The child exits when its stdin reaches EOF, which also happens when
 	// the harness dies; Pdeathsig makes the kernel send SIGTERM then as
 	// well. stop escalates to SIGKILL.

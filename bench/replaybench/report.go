@@ -24,32 +24,32 @@ func verdict(s *Step) string {
 func (rep *Report) Print(w io.Writer) {
 	cfg := rep.Config
 	ri := rep.Recording
-	fmt.Fprintf(w, "Replay load (issue 8's standard scenario): %s (%q, %s, %.2f s at real time, %d audio events), replayed %d times back to back per session slot, starts ramped over %s.\n",
-		ri.Path, ri.Name, ri.Format, ri.Duration.Seconds(), ri.Audio, rep.PerSlot, cfg.Ramp)
+	fmt.Fprintf(w, "Replay load (issue 8's standard scenario): %s (%q, %s, %.2f s at real time, %d audio events) over %s, replayed %d times back to back per session slot, starts ramped over %s.\n",
+		ri.Path, ri.Name, ri.Format, ri.Duration.Seconds(), ri.Audio, cfg.Transport, rep.PerSlot, cfg.Ramp)
 	fmt.Fprintf(w, "Gateway in a child process, fresh per step: real SQLite storage, sealer, zero-latency engines (fixed transcript, fixed answer, 10 ms of tone per character, all at once).\n")
 	fmt.Fprintf(w, "The replay clients run in this process on the same %d CPUs (GOMAXPROCS %d, %s).\n", rep.Env.CPUs, rep.Env.GOMAXPROCS, rep.Env.GoVersion)
 	fmt.Fprintf(w, "turn_to_audio: speech_stopped to the first response.output_audio.delta, client-measured (with zero-latency engines, all of it the gateway's and the clients' scheduling).\n")
 	fmt.Fprintf(w, "gateway's own: parley_voice_gateway_added_seconds (metadata.parley.voice.gateway_ms): mean exact, p50/p99 as histogram bucket bounds.\n")
-	fmt.Fprintf(w, "real time: each session's dial-to-close time, less its wait for session.created, over the recording's length (held: p99 <= %.2f);\n", 1+cfg.RealTimeSlack)
+	fmt.Fprintf(w, "real time: each session's time from session.created to its close, over the recording's length (held: p99 <= %.2f);\n", 1+cfg.RealTimeSlack)
 	fmt.Fprintf(w, "  lag: reply_first_audio (start of the spoken turn to the answer's first audio) less the step's minimum (held: p99 <= %s).\n\n", cfg.MaxLag)
 
 	fmt.Fprintf(w, "| sessions | played | failed | errors by kind | turn_to_audio p50 / p90 / p99 / max ms | gateway's own mean / p50 / p99 ms | connect p50 / p90 / p99 / max ms | real time p50 / p99 / max | lag p50 / p99 ms | verdict |\n")
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range rep.Steps {
 		fmt.Fprintf(w, "| %d | %d | %d | %s | %s | %s | %s | %.3f / %.3f / %.3f | %.0f / %.0f | %s |\n",
-			s.Sessions, s.Played, s.Failed, kinds(s.Errors), stat4(s.TurnToAudio), gwOwn(s.Gateway, s.TurnToAudio.Count), stat4(s.Connect),
+			s.Sessions, s.Played, s.Failed, kinds(s.Errors), stat4(s.TurnToAudio), gwOwn(s.Gateway, s.ReplyDone.Count), stat4(s.Connect),
 			s.RealTime.P50, s.RealTime.P99, s.RealTime.Max, msf(s.ListenLag.P50), msf(s.ListenLag.P99), verdict(s))
 	}
 	fmt.Fprintf(w, "\nResources while all of a step's sessions ran (CPU from /proc/PID/stat and getrusage, in cores; RSS from /proc/PID/status):\n\n")
-	fmt.Fprintf(w, "| sessions | window | child cores | client cores | irq / other cores | child RSS idle / peak | child CPU per session | client CPU per session | child RSS per session | goroutines per session | child GC/s, alloc |\n")
-	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| sessions | window | child cores | client cores | irq / other cores | machine busy, peak 1 s | child RSS idle / peak | child CPU per session | client CPU per session | child RSS per session | goroutines per session | child GC/s, alloc |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range rep.Steps {
 		gps := "-"
 		if s.LiveSessions > 0 {
 			gps = fmt.Sprintf("%.2f", float64(s.Goroutines)/float64(s.LiveSessions))
 		}
-		fmt.Fprintf(w, "| %d | %.1f s | %.2f | %.2f | %.2f / %.2f | %.1f / %.1f MiB | %.2f ms/s | %.2f ms/s | %.1f KiB | %s | %.1f, %.1f MB/s |\n",
-			s.Sessions, s.Window.Seconds(), s.ChildCores, s.ClientCores, s.IRQCores, s.OtherCores, mib(s.ChildRSSIdle), mib(s.ChildRSSPeak),
+		fmt.Fprintf(w, "| %d | %.1f s | %.2f | %.2f | %.2f / %.2f | %.0f%%, %.0f%% | %.1f / %.1f MiB | %.2f ms/s | %.2f ms/s | %.1f KiB | %s | %.1f, %.1f MB/s |\n",
+			s.Sessions, s.Window.Seconds(), s.ChildCores, s.ClientCores, s.IRQCores, s.OtherCores, 100*s.Busy, 100*s.PeakBusy, mib(s.ChildRSSIdle), mib(s.ChildRSSPeak),
 			s.ChildMSPerSession(), s.ClientMSPerSession(), s.RSSPerSession()/1024, gps, s.ChildGCPerSec, s.ChildAllocRate/1e6)
 	}
 	fmt.Fprintln(w)
@@ -89,6 +89,11 @@ func (rep *Report) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Target: %d listening voice sessions in real time with p99 gateway-added latency under 10 ms on this machine: %s.\n",
 		targetSessions, metOr(rep.TargetMet))
+	if s := rep.costStep(); s != nil && !rep.TargetMet {
+		child, client := s.ChildMSPerSession(), s.ClientMSPerSession()
+		fmt.Fprintf(w, "At the cost per session measured at %d sessions (gateway %.2f ms/s, replay clients %.2f ms/s of CPU), %d sessions would need %.2f cores for the gateway and %.2f for the clients: %.2f of the machine's %d.\n",
+			s.Sessions, child, client, targetSessions, child*targetSessions/1000, client*targetSessions/1000, (child+client)*targetSessions/1000, rep.Env.CPUs)
+	}
 
 	if rep.ChildProfile != nil || rep.ClientProfile != nil {
 		var ps *Step
@@ -99,8 +104,8 @@ func (rep *Report) Print(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 		if ps != nil {
-			fmt.Fprintf(w, "At %d sessions the gateway child used %.2f cores and the replay clients %.2f of the machine's %d (interrupts %.2f, other processes %.2f).\n",
-				ps.Sessions, ps.ChildCores, ps.ClientCores, rep.Env.CPUs, ps.IRQCores, ps.OtherCores)
+			fmt.Fprintf(w, "At %d sessions the gateway child used %.2f cores and the replay clients %.2f of the machine's %d (interrupts %.2f, other processes %.2f): the machine was %.0f%% busy on average, %.0f%% in its busiest second.\n",
+				ps.Sessions, ps.ChildCores, ps.ClientCores, rep.Env.CPUs, ps.IRQCores, ps.OtherCores, 100*ps.Busy, 100*ps.PeakBusy)
 		}
 		printProfile(w, fmt.Sprintf("gateway child at %d sessions", rep.Profiled), rep.ChildProfile)
 		printProfile(w, fmt.Sprintf("replay clients at %d sessions", rep.Profiled), rep.ClientProfile)
@@ -108,6 +113,18 @@ func (rep *Report) Print(w io.Writer) {
 	if rep.Command != "" {
 		fmt.Fprintf(w, "\nReproduce: %s\n", rep.Command)
 	}
+}
+
+// costStep is the step whose cost per session projects the target: the
+// largest that met all three criteria, else the first.
+func (rep *Report) costStep() *Step {
+	var best *Step
+	for _, s := range rep.Steps {
+		if s.Window > 0 && (best == nil || s.OK && s.Sessions > best.Sessions && (rep.Knee == 0 || s.Sessions < rep.Knee)) {
+			best = s
+		}
+	}
+	return best
 }
 
 func printProfile(w io.Writer, what string, p *ProfileTop) {
@@ -140,10 +157,10 @@ func stat4(s replay.Stat) string {
 
 func msf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// gwOwn is the gateway's own figure and how many of the turns it covers.
+// gwOwn is the gateway's own figure and how many of the answers it covers.
 func gwOwn(h Histogram, turns int64) string {
 	if h.Count == 0 {
-		return fmt.Sprintf("- (0 of %d turns)", turns)
+		return fmt.Sprintf("- (0 of %d answers)", turns)
 	}
 	b := func(q float64) string {
 		v := h.Quantile(q)
@@ -152,7 +169,7 @@ func gwOwn(h Histogram, turns int64) string {
 		}
 		return fmt.Sprintf("≤ %g", 1000*v)
 	}
-	return fmt.Sprintf("%.2f / %s / %s (%d of %d turns)", 1000*h.Mean(), b(0.5), b(0.99), h.Count, turns)
+	return fmt.Sprintf("%.2f / %s / %s (%d of %d answers)", 1000*h.Mean(), b(0.5), b(0.99), h.Count, turns)
 }
 
 func kinds(m map[string]int) string {

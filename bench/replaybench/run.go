@@ -87,8 +87,9 @@ type Step struct {
 	GatewayErrors map[string]float64 `json:"gateway_errors,omitempty"`
 	SlowClients   float64            `json:"slow_clients"`
 
-	// RealTime is each whole session's time from dial to close less its
-	// wait for session.created, over the recording's length.
+	// RealTime is each whole session's time from session.created to its
+	// close (Duration less Connect, which counts from the dial), over the
+	// recording's length.
 	RealTime Ratios `json:"real_time"`
 	// ListenLag is how much later than the step's earliest the answers'
 	// first audio came, counted from the start of the spoken turn
@@ -102,17 +103,21 @@ type Step struct {
 	Attempts int `json:"attempts"`
 
 	// Resources while all the step's sessions ran (Window long).
-	Window         time.Duration `json:"window_ns"`
-	ChildCores     float64       `json:"child_cores"`
-	ClientCores    float64       `json:"client_cores"`
-	IRQCores       float64       `json:"irq_cores"`   // interrupt + softirq time of the machine (loopback TCP)
-	OtherCores     float64       `json:"other_cores"` // other processes
-	ChildRSSIdle   uint64        `json:"child_rss_idle"`
-	ChildRSSPeak   uint64        `json:"child_rss_peak"`
-	ChildGCPerSec  float64       `json:"child_gc_per_sec"`
-	ChildAllocRate float64       `json:"child_alloc_bytes_per_sec"`
-	Goroutines     int           `json:"child_goroutines"` // mid-window
-	LiveSessions   int           `json:"child_sessions"`   // mid-window, as the gateway counts them
+	Window      time.Duration `json:"window_ns"`
+	ChildCores  float64       `json:"child_cores"`
+	ClientCores float64       `json:"client_cores"`
+	IRQCores    float64       `json:"irq_cores"`   // interrupt + softirq time of the machine (loopback TCP)
+	OtherCores  float64       `json:"other_cores"` // other processes
+	// Busy is the machine's busy share over the window (all CPUs, 0-1);
+	// PeakBusy the largest over any second of it.
+	Busy           float64 `json:"busy"`
+	PeakBusy       float64 `json:"peak_busy"`
+	ChildRSSIdle   uint64  `json:"child_rss_idle"`
+	ChildRSSPeak   uint64  `json:"child_rss_peak"`
+	ChildGCPerSec  float64 `json:"child_gc_per_sec"`
+	ChildAllocRate float64 `json:"child_alloc_bytes_per_sec"`
+	Goroutines     int     `json:"child_goroutines"` // mid-window
+	LiveSessions   int     `json:"child_sessions"`   // mid-window, as the gateway counts them
 
 	OK      bool     `json:"ok"`
 	Reasons []string `json:"reasons,omitempty"` // why not OK
@@ -178,6 +183,10 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		return rep, fmt.Errorf("%s: want a voice recording of at least a second (it has %d audio events over %v)", cfg.Recording, rep.Recording.Audio, recDur)
 	}
 	rep.PerSlot = max(1, int(math.Ceil(float64(cfg.StepDuration)/float64(recDur))))
+	if cfg.Ramp == 0 {
+		cfg.Ramp = recDur
+		rep.Config.Ramp = recDur
+	}
 
 	soft, _ := raiseNofile()
 	rep.Env.NoFile = soft
@@ -189,6 +198,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 
 	for _, n := range cfg.Steps {
 		if err := ctx.Err(); err != nil {
+			rep.finish(progress)
 			return rep, err
 		}
 		if cfg.QuietWait > 0 {
@@ -223,6 +233,10 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 			if s.OtherCores*100 <= noisyPercent || ctx.Err() != nil {
 				break
 			}
+		}
+		if err := ctx.Err(); err != nil {
+			rep.finish(progress) // interrupted: the step is not a measurement
+			return rep, err
 		}
 		rep.Steps = append(rep.Steps, st)
 		progress("%d sessions: %d played, %d failed; turn_to_audio p50 %s p99 %s ms; real time p99 %.3f; child %.2f cores, clients %.2f cores: %s",
@@ -301,12 +315,25 @@ func takeSample(pid int) sample {
 
 // runStep runs one step against a fresh gateway child.
 func runStep(ctx context.Context, cfg *Config, rec *recording.Recording, recDur time.Duration, perSlot, n int, logw io.Writer, progress func(string, ...any)) (*Step, error) {
-	c, err := startChild(ctx, logw)
+	c, err := startChild(ctx, cfg.Transport == replay.TransportWebRTC, logw)
 	if err != nil {
 		return nil, err
 	}
 	defer c.stop()
 	st := &Step{Sessions: n}
+	// Warm up: one session at 8x speed (turn detection counts samples,
+	// not wall time) makes the child do its one-time work (the sentiment
+	// model, the tenant's data key, SQLite's statements) before the step.
+	warm, err := replay.Play(ctx, rec, replay.Options{URL: c.base(), Key: benchKey, Agent: agentID, Timeout: cfg.Timeout, Speed: 8, Transport: cfg.Transport})
+	if err != nil {
+		return nil, err
+	}
+	if !warm.OK() {
+		return nil, fmt.Errorf("warm-up session failed: %+v", warm.Failures)
+	}
+	if _, err := c.waitIdle(ctx, 5*time.Second); err != nil {
+		return nil, err
+	}
 	if st.ChildRSSIdle, err = procStatusKB(c.pid, "VmRSS:"); err != nil {
 		return nil, err
 	}
@@ -385,7 +412,7 @@ func runStep(ctx context.Context, cfg *Config, rec *recording.Recording, recDur 
 
 	load := replay.Load{
 		Recordings:  []*recording.Recording{rec},
-		Session:     replay.Options{URL: c.base(), Key: benchKey, Agent: agentID, Timeout: cfg.Timeout},
+		Session:     replay.Options{URL: c.base(), Key: benchKey, Agent: agentID, Timeout: cfg.Timeout, Transport: cfg.Transport},
 		Concurrency: n,
 		Ramp:        cfg.Ramp,
 		Count:       n * perSlot,
@@ -407,10 +434,10 @@ func runStep(ctx context.Context, cfg *Config, rec *recording.Recording, recDur 
 	stats := r.Stats()
 	st.TurnToAudio, st.Connect = stats[replay.MTurnToAudio], stats[replay.MConnect]
 	st.ReplyFirstAudio, st.ReplyDone = stats[replay.MReplyFirstAudio], stats[replay.MReplyDone]
-	st.Gateway = endStats.VoiceGateway
-	st.SlowClients = endStats.SlowClients
+	st.Gateway = endStats.VoiceGateway.Sub(startStats.VoiceGateway)
+	st.SlowClients = endStats.SlowClients - startStats.SlowClients
 	for code, v := range endStats.Errors {
-		if v > 0 {
+		if v -= startStats.Errors[code]; v > 0 {
 			if st.GatewayErrors == nil {
 				st.GatewayErrors = map[string]float64{}
 			}
@@ -460,6 +487,17 @@ func runStep(ctx context.Context, cfg *Config, rec *recording.Recording, recDur 
 		st.ClientCores = (sb.self - sa.self).Seconds() / dt
 		st.IRQCores = (sb.irq - sa.irq).Seconds() / dt
 		st.OtherCores = max(0, (sb.busy-sa.busy).Seconds()/dt-st.ChildCores-st.ClientCores)
+		cpus := float64(runtime.NumCPU())
+		st.Busy = ((sb.busy + sb.irq) - (sa.busy + sa.irq)).Seconds() / dt / cpus
+		for i := a; i <= b; i++ {
+			for j := i + 1; j <= b; j++ {
+				if d := samples[j].t.Sub(samples[i].t); d >= time.Second {
+					busy := ((samples[j].busy + samples[j].irq) - (samples[i].busy + samples[i].irq)).Seconds() / d.Seconds() / cpus
+					st.PeakBusy = max(st.PeakBusy, busy)
+					break
+				}
+			}
+		}
 	}
 	for _, s := range samples {
 		st.ChildRSSPeak = max(st.ChildRSSPeak, s.rss)
