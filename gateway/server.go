@@ -172,6 +172,7 @@ type Server struct {
 	hardStop  chan struct{} // closed: end every session now
 	drainOnce sync.Once
 	stopOnce  sync.Once
+	prepared  chan struct{} // closed: the recognizer's preparation ended (prepare.go)
 }
 
 // New builds a Server.
@@ -229,6 +230,12 @@ func New(opts Options) (*Server, error) {
 		writeError(w, http.StatusNotFound, "invalid_request_error", "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	s.mux = mux
+	s.prepared = make(chan struct{})
+	if p, ok := opts.Recognizer.(recognizerPreparer); ok {
+		go s.prepareRecognizer(p)
+	} else {
+		close(s.prepared)
+	}
 	return s, nil
 }
 
@@ -551,6 +558,7 @@ func (s *Server) Close() error {
 	s.drainOnce.Do(func() { close(s.draining) })
 	s.stopOnce.Do(func() { close(s.hardStop) })
 	s.wg.Wait()
+	<-s.prepared
 	s.recorder.close()
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"parley/media"
 	"parley/stt"
@@ -99,5 +100,67 @@ func TestDomainLanguageModel(t *testing.T) {
 	}
 	if st := r.Stats(); st.Created != 1 {
 		t.Fatalf("decoders created %d", st.Created)
+	}
+}
+
+// TestPrepare: Prepare initializes a decoder and loads a corpus's domain
+// model ahead of time, so the first stream for that corpus starts at once;
+// a stream asked for while a Prepare runs waits for that decoder rather
+// than initialize another (which would double the cold start).
+func TestPrepare(t *testing.T) {
+	r, err := New(Config{MaxDecoders: 2})
+	if err != nil {
+		t.Skipf("pocketsphinx model unavailable: %v", err)
+	}
+	defer r.Close()
+	corpus := []string{"Parley is a self-hosted gateway for AI conversational agents.", "What is Parley used for?"}
+	ctx := context.Background()
+
+	// A stream asked for during a Prepare gets the prepared decoder.
+	done := make(chan error, 1)
+	go func() { done <- r.Prepare(ctx, stt.StreamConfig{Corpus: corpus}) }()
+	for {
+		r.mu.Lock()
+		p := r.preparing
+		r.mu.Unlock()
+		if p > 0 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Prepare ended before it was seen running: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	s, err := r.NewStream(ctx, stt.StreamConfig{Corpus: corpus})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if st := r.Stats(); st.Created != 1 {
+		t.Fatalf("decoders created %d, want 1 (the stream should wait for the prepared decoder)", st.Created)
+	}
+
+	// Prepared: a stream starts without loading anything.
+	if err := r.Prepare(ctx, stt.StreamConfig{Corpus: corpus}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	s, err = r.NewStream(ctx, stt.StreamConfig{Corpus: corpus})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("NewStream after Prepare took %v", d)
+	}
+	if st := r.Stats(); st.Created != 1 || st.Idle != 1 {
+		t.Errorf("after Prepare: %+v", st)
+	}
+	if err := r.Prepare(ctx, stt.StreamConfig{Language: "fr"}); stt.Code(err, "") != stt.CodeUnsupportedLanguage {
+		t.Errorf("Prepare for another language: %v", err)
 	}
 }

@@ -113,6 +113,13 @@ type Recognizer struct {
 	live    int
 	created int
 	closed  bool
+	// preparing counts Prepare calls holding a decoder, awaiting the
+	// NewStream calls waiting for one of those decoders instead of
+	// initializing another; prepared is closed (and replaced) whenever a
+	// Prepare ends, waking them.
+	preparing int
+	awaiting  int
+	prepared  chan struct{}
 }
 
 var _ stt.Recognizer = (*Recognizer)(nil)
@@ -157,6 +164,7 @@ func New(cfg Config) (*Recognizer, error) {
 		primeWait: int(maxPrimeWait.Seconds() * sampleRate),
 		slots:     make(chan struct{}, cfg.MaxDecoders),
 		done:      make(chan struct{}),
+		prepared:  make(chan struct{}),
 	}
 	if cfg.Priming > 0 {
 		r.primeFrames = max(1, int(cfg.Priming/(10*time.Millisecond)))
@@ -209,25 +217,10 @@ func (r *Recognizer) NewStream(ctx context.Context, cfg stt.StreamConfig) (stt.S
 		return nil, &stt.Error{Code: stt.CodeUnsupportedLanguage,
 			Message: fmt.Sprintf("pocketsphinx model is %s, stream asked for %q", r.cfg.Language, cfg.Language)}
 	}
-	if err := ctx.Err(); err != nil {
+	if err := r.acquire(ctx); err != nil {
 		return nil, err
 	}
-	select {
-	case <-r.done:
-		return nil, errClosedRecognizer
-	case r.slots <- struct{}{}:
-	default:
-		select {
-		case <-r.done:
-			return nil, errClosedRecognizer
-		case r.slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil, &stt.Error{Code: stt.CodeBusy,
-				Message: fmt.Sprintf("all %d pocketsphinx decoders stayed busy", r.cfg.MaxDecoders),
-				Err:     ctx.Err()}
-		}
-	}
-	d, err := r.take()
+	d, err := r.take(ctx, true)
 	if err != nil {
 		<-r.slots
 		return nil, err
@@ -253,10 +246,98 @@ func (r *Recognizer) NewStream(ctx context.Context, cfg stt.StreamConfig) (stt.S
 
 var errClosedRecognizer = &stt.Error{Code: stt.CodeClosed, Message: "pocketsphinx recognizer closed"}
 
-// take returns an idle decoder or creates one. The caller holds a slot,
-// so at most MaxDecoders decoders ever exist.
-func (r *Recognizer) take() (*decoder, error) {
+// acquire takes a slot (a right to hold a decoder), waiting while all
+// MaxDecoders are in use: if ctx ends first it returns an *stt.Error with
+// code stt.CodeBusy; if ctx is already done, ctx.Err().
+func (r *Recognizer) acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-r.done:
+		return errClosedRecognizer
+	case r.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case <-r.done:
+		return errClosedRecognizer
+	case r.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return &stt.Error{Code: stt.CodeBusy,
+			Message: fmt.Sprintf("all %d pocketsphinx decoders stayed busy", r.cfg.MaxDecoders),
+			Err:     ctx.Err()}
+	}
+}
+
+// Prepare readies a decoder for streams with cfg ahead of the first
+// NewStream: it initializes a decoder if none is idle, loads the language
+// model of cfg.Corpus onto it (a domain model takes a second or more to
+// load, once per decoder), and returns it to the pool. A NewStream that
+// finds no idle decoder while a Prepare runs waits for that decoder rather
+// than initialize another one. Prepare waits for a free slot like
+// NewStream (see there for the errors when ctx ends first).
+func (r *Recognizer) Prepare(ctx context.Context, cfg stt.StreamConfig) error {
+	if !sameLanguage(cfg.Language, r.cfg.Language) {
+		return &stt.Error{Code: stt.CodeUnsupportedLanguage,
+			Message: fmt.Sprintf("pocketsphinx model is %s, asked to prepare %q", r.cfg.Language, cfg.Language)}
+	}
+	if err := r.acquire(ctx); err != nil {
+		return err
+	}
 	r.mu.Lock()
+	r.preparing++
+	r.mu.Unlock()
+	d, err := r.take(ctx, false)
+	if err == nil {
+		if err = r.selectDomain(d, cfg.Corpus); err != nil {
+			err = &stt.Error{Code: stt.CodeError, Message: "loading the domain language model", Err: err}
+		}
+	}
+	r.mu.Lock()
+	keep := d != nil && err == nil && !r.closed
+	if keep {
+		r.idle = append(r.idle, d)
+	} else if d != nil {
+		r.live--
+	}
+	r.preparing--
+	close(r.prepared)
+	r.prepared = make(chan struct{})
+	r.mu.Unlock()
+	if d != nil && !keep {
+		d.free()
+	}
+	<-r.slots
+	return err
+}
+
+// take returns an idle decoder or creates one. The caller holds a slot,
+// so at most MaxDecoders decoders ever exist. With waitPrepared, while
+// no decoder is idle but a Prepare is running that no other take waits
+// for, it waits for that decoder (until ctx ends) instead of creating one.
+func (r *Recognizer) take(ctx context.Context, waitPrepared bool) (*decoder, error) {
+	r.mu.Lock()
+	for waitPrepared && len(r.idle) == 0 && r.preparing > r.awaiting && !r.closed {
+		wake := r.prepared
+		r.awaiting++
+		r.mu.Unlock()
+		var err error
+		select {
+		case <-wake:
+		case <-r.done:
+		case <-ctx.Done():
+			err = &stt.Error{Code: stt.CodeBusy, Message: "waiting for a pocketsphinx decoder being prepared", Err: ctx.Err()}
+		}
+		r.mu.Lock()
+		r.awaiting--
+		if err != nil {
+			r.mu.Unlock()
+			return nil, err
+		}
+	}
 	if r.closed {
 		r.mu.Unlock()
 		return nil, errClosedRecognizer
