@@ -29,7 +29,21 @@
 // -max-errors of the sessions failed or real time was lost, and prints the
 // top of the child's and the clients' CPU profiles at the knee.
 //
-//	go run ./bench/replaybench                        # the standard steps (~2-4 minutes)
+// With -engines offline (or both, the default: the fake scenario, then
+// this one) the same replay runs against the real parleyd (built with go
+// build ./cmd/parleyd, started with configs/parley.yaml on a free port, a
+// temp SQLite file and WebRTC off) with the offline engines: pocketsphinx,
+// espeak-ng and the knowledge-base agent "assistant". Recognition and
+// synthesis are then inside turn_to_audio, so the knee is at p99 >=
+// -offline-p99 (1.5 s), the steps are small (-offline-steps), each slot
+// replays the recording twice, and the recording's expectations
+// (transcript contains "parley", reply contains "Parley") failing count as
+// failed sessions. parleyd serves no pprof: its figures come from /metrics,
+// its CPU and RSS from /proc, and only the clients are profiled.
+//
+//	go run ./bench/replaybench                        # both scenarios (~4-6 minutes on a quiet machine)
+//	go run ./bench/replaybench -engines fake          # the standard steps only (~2-4 minutes)
+//	go run ./bench/replaybench -engines offline       # parleyd with the offline engines only
 //	go run ./bench/replaybench -steps 100,200 -step-duration 20s -cpuprofile /tmp/knee.pprof
 package main
 
@@ -51,7 +65,17 @@ import (
 
 // Config is everything a run needs.
 type Config struct {
-	Steps []int `json:"steps"` // concurrent sessions per step
+	// Engines is the server's: fake (the gateway child with zero-latency
+	// engines, the standard scenario) or offline (the real parleyd with
+	// configs/parley.yaml: pocketsphinx, espeak-ng, the knowledge-base
+	// agent).
+	Engines string `json:"engines"`
+	// Parleyd is the parleyd binary of the offline scenario (empty: built
+	// from ./cmd/parleyd for the run); ParleydConfig its config file
+	// (empty: the repository's configs/parley.yaml).
+	Parleyd       string `json:"parleyd,omitempty"`
+	ParleydConfig string `json:"parleyd_config,omitempty"`
+	Steps         []int  `json:"steps"` // concurrent sessions per step
 	// StepDuration is how long each of a step's N sessions slots replays
 	// the recording back to back (rounded up to whole recordings).
 	StepDuration time.Duration `json:"step_duration_ns"`
@@ -86,6 +110,7 @@ type Config struct {
 
 func defaultConfig() Config {
 	return Config{
+		Engines:       enginesFake,
 		Steps:         []int{50, 100, 200, 300, 400, 500, 600, 800},
 		StepDuration:  10 * time.Second,
 		Ramp:          0,
@@ -103,6 +128,23 @@ func defaultConfig() Config {
 	}
 }
 
+// offlineConfig is the second scenario's: the same replay against parleyd
+// with the offline engines. pocketsphinx costs far more CPU per turn than
+// the gateway does, so the steps are small, and the engines' own time is
+// inside turn_to_audio, so its SLO is 1.5 s; two recordings per session
+// slot keep the run short.
+func offlineConfig(c Config) Config {
+	c.Engines = enginesOffline
+	// On 2 CPUs the knee is near 50 sessions: coarse enough steps keep
+	// make bench short.
+	c.Steps = []int{1, 4, 8, 16, 32, 48, 64, 96, 128}
+	c.StepDuration = 9 * time.Second
+	c.P99Limit = 1500 * time.Millisecond
+	// The engines' time varies from turn to turn and is inside the lag too.
+	c.MaxLag = c.P99Limit
+	return c
+}
+
 // target is issue 8's: this many listening voice sessions in real time
 // with p99 gateway-added latency under 10 ms.
 const targetSessions = 500
@@ -118,6 +160,14 @@ func harnessMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("replaybench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	def := defaultConfig()
+	engines := fs.String("engines", enginesBoth, "the server's engines: fake (the gateway with zero-latency engines), offline (parleyd with pocketsphinx, espeak-ng and the knowledge-base agent) or both, one after the other")
+	offDef := offlineConfig(def)
+	offSteps := fs.String("offline-steps", joinInts(offDef.Steps), "offline engines: concurrent sessions per step")
+	offStepDur := fs.Duration("offline-step-duration", offDef.StepDuration, "offline engines: -step-duration")
+	offP99 := fs.Duration("offline-p99", offDef.P99Limit, "offline engines: knee at p99 turn_to_audio at or above this (it includes recognition and synthesis)")
+	offMaxLag := fs.Duration("offline-max-lag", offDef.MaxLag, "offline engines: -max-lag (the recognizer's time varies with load)")
+	parleyd := fs.String("parleyd", "", "offline engines: the parleyd binary (default: go build ./cmd/parleyd for the run)")
+	parleydConfig := fs.String("parleyd-config", "", "offline engines: parleyd's config file (default: the repository's configs/parley.yaml)")
 	steps := fs.String("steps", joinInts(def.Steps), "concurrent sessions per step, comma separated, increasing")
 	stepDur := fs.Duration("step-duration", def.StepDuration, "each of a step's sessions replays the recording back to back for at least this long (whole recordings, at least one)")
 	ramp := fs.Duration("ramp", def.Ramp, "a step's session starts are spread evenly over this (0: the recording's length, spreading the sessions' phases evenly over it)")
@@ -158,34 +208,70 @@ func harnessMain(args []string, stdout, stderr io.Writer) int {
 	cfg.StepDuration, cfg.Ramp, cfg.Recording, cfg.Transport, cfg.CPUProfile = *stepDur, *ramp, *rec, *transport, *cpuprofile
 	cfg.P99Limit, cfg.MaxErrors, cfg.RealTimeSlack, cfg.MaxLag, cfg.NoisyRetries = *p99, *maxErr/100, *slack/100, *maxLag, *noisyRetries
 	cfg.Timeout, cfg.KeepGoing, cfg.QuietWait, cfg.Seed, cfg.Top = *timeout, *keepGoing, *quietWait, *seed, *top
-	if err := cfg.validate(); err != nil {
-		fmt.Fprintf(stderr, "replaybench: %v\n", err)
+	off := offlineConfig(cfg)
+	if off.Steps, err = parseInts(*offSteps); err != nil {
+		fmt.Fprintf(stderr, "replaybench: -offline-steps: %v\n", err)
 		return 2
+	}
+	off.StepDuration, off.P99Limit, off.MaxLag, off.Parleyd, off.ParleydConfig = *offStepDur, *offP99, *offMaxLag, *parleyd, *parleydConfig
+	var cfgs []Config
+	switch *engines {
+	case enginesFake:
+		cfgs = []Config{cfg}
+	case enginesOffline:
+		cfgs = []Config{off}
+	case enginesBoth:
+		if off.CPUProfile != "" {
+			off.CPUProfile += ".offline"
+		}
+		cfgs = []Config{cfg, off}
+	default:
+		fmt.Fprintf(stderr, "replaybench: -engines %q: want fake, offline or both\n", *engines)
+		return 2
+	}
+	for _, c := range cfgs {
+		if err := c.validate(); err != nil {
+			fmt.Fprintf(stderr, "replaybench: %v\n", err)
+			return 2
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := Run(ctx, cfg, stderr)
-	if rep != nil {
-		rep.Command = reproduce(args)
-		rep.Print(stdout)
-		if *jsonOut != "" {
-			if werr := rep.WriteJSON(*jsonOut); werr != nil {
-				fmt.Fprintf(stderr, "replaybench: %v\n", werr)
-				return 1
-			}
-			fmt.Fprintf(stderr, "replaybench: results written to %s\n", *jsonOut)
+	for i, c := range cfgs {
+		if i > 0 {
+			fmt.Fprintf(stdout, "\n----\n\n")
 		}
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "replaybench: %v\n", err)
-		return 1
+		rep, err := Run(ctx, c, stderr)
+		if rep != nil {
+			rep.Command = reproduce(args)
+			rep.Print(stdout)
+			if *jsonOut != "" {
+				file := *jsonOut
+				if i > 0 {
+					file += "." + c.Engines
+				}
+				if werr := rep.WriteJSON(file); werr != nil {
+					fmt.Fprintf(stderr, "replaybench: %v\n", werr)
+					return 1
+				}
+				fmt.Fprintf(stderr, "replaybench: results written to %s\n", file)
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "replaybench: %v\n", err)
+			return 1
+		}
 	}
 	return 0
 }
 
 func (c *Config) validate() error {
 	switch {
+	case c.Engines != enginesFake && c.Engines != enginesOffline:
+		return fmt.Errorf("engines %q: want fake or offline", c.Engines)
+	case c.Engines == enginesOffline && c.Transport != replay.TransportWebSocket:
+		return errors.New("-transport webrtc: the offline scenario runs parleyd with WebRTC off (websocket only)")
 	case len(c.Steps) == 0:
 		return errors.New("-steps: none")
 	case c.StepDuration < 0 || c.StepDuration > 10*time.Minute:

@@ -39,14 +39,14 @@ func TestSmoke(t *testing.T) {
 	jsonFile, profFile := filepath.Join(dir, "results.json"), filepath.Join(dir, "knee.pprof")
 	var stdout bytes.Buffer
 	start := time.Now()
-	code := harnessMain([]string{"-steps", "4", "-step-duration", "0", "-ramp", "400ms", "-quiet-wait", "0", "-noisy-retries", "0",
+	code := harnessMain([]string{"-engines", "fake", "-steps", "4", "-step-duration", "0", "-ramp", "400ms", "-quiet-wait", "0", "-noisy-retries", "0",
 		"-recording", "../../testdata/sessions/voice_question.jsonl", "-cpuprofile", profFile, "-json", jsonFile}, &stdout, &syncWriter{t: t})
 	t.Logf("harness took %s; report:\n%s", time.Since(start).Round(time.Millisecond), stdout.String())
 	if code != 0 {
 		t.Fatalf("harness exit code %d", code)
 	}
 	for _, want := range []string{"| sessions | played | failed |", "| 4 | 4 | 0 |", "child cores", "Target: 500 listening voice sessions",
-		"CPU profile of the gateway child at 4 sessions", "Reproduce: go run ./bench/replaybench -steps 4"} {
+		"CPU profile of the gateway child at 4 sessions", "Reproduce: go run ./bench/replaybench -engines fake -steps 4"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -89,8 +89,72 @@ func TestSmoke(t *testing.T) {
 	}
 }
 
+// TestOffline runs the second scenario on one step of one session: the
+// real parleyd (built for the test) with the offline engines answers, the
+// recording's expectations hold, and parleyd's figures come from /metrics.
+func TestOffline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts parleyd and streams a recording in real time (~15s)")
+	}
+	if miss := offlineMissing(); miss != "" {
+		t.Skipf("the offline engines need %s (make deps)", miss)
+	}
+	t.Cleanup(func() {
+		if pids := runningChildren(); len(pids) > 0 {
+			t.Errorf("children still running after the harness returned: %v", pids)
+		}
+	})
+	jsonFile := filepath.Join(t.TempDir(), "results.json")
+	var stdout bytes.Buffer
+	start := time.Now()
+	code := harnessMain([]string{"-engines", "offline", "-offline-steps", "1", "-offline-step-duration", "0", "-quiet-wait", "0", "-noisy-retries", "0",
+		"-recording", "../../testdata/sessions/voice_question.jsonl", "-json", jsonFile}, &stdout, &syncWriter{t: t})
+	t.Logf("harness took %s; report:\n%s", time.Since(start).Round(time.Millisecond), stdout.String())
+	if code != 0 {
+		t.Fatalf("harness exit code %d", code)
+	}
+	for _, want := range []string{"offline engines", "| 1 | 1 | 0 |", "Sessions per core", "pocketsphinx"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	b, err := os.ReadFile(jsonFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("results JSON: %v", err)
+	}
+	if rep.Config.Engines != enginesOffline || len(rep.Steps) != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	s := rep.Steps[0]
+	if s.Played != 1 || s.Failed != 0 || s.TurnToAudio.Count != 1 || s.Gateway.Count != 1 || s.ChildCores <= 0 || s.ChildRSSIdle == 0 {
+		t.Errorf("step %+v", s)
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	s, err := parseMetrics([]byte(`# HELP x
+go_goroutines 42
+parley_realtime_sessions_active 3
+parley_realtime_errors_total{code="a"} 2
+parley_realtime_errors_total{code="b",type="x"} 1
+parley_voice_gateway_added_seconds_bucket{le="0.001"} 4
+parley_voice_gateway_added_seconds_bucket{le="0.01"} 5
+parley_voice_gateway_added_seconds_bucket{le="+Inf"} 6
+parley_voice_gateway_added_seconds_sum 0.5
+parley_voice_gateway_added_seconds_count 6
+`))
+	if err != nil || s.Goroutines != 42 || s.Sessions != 3 || s.Errors["a"] != 2 || s.Errors["b"] != 1 ||
+		s.VoiceGateway.Count != 6 || len(s.VoiceGateway.Bounds) != 2 || s.VoiceGateway.Buckets[1] != 5 || s.VoiceGateway.Sum != 0.5 {
+		t.Errorf("%+v %v", s, err)
+	}
+}
+
 func TestFlags(t *testing.T) {
-	for _, args := range [][]string{{"-steps", "200,100"}, {"-steps", "x"}, {"-p99", "0s"}, {"-max-errors", "200"}, {"-transport", "udp"}, {"extra"}} {
+	for _, args := range [][]string{{"-steps", "200,100"}, {"-steps", "x"}, {"-p99", "0s"}, {"-max-errors", "200"}, {"-transport", "udp"}, {"extra"}, {"-engines", "x"}, {"-offline-steps", "4,2"}, {"-engines", "offline", "-transport", "webrtc"}} {
 		var out bytes.Buffer
 		if code := harnessMain(args, &out, &out); code != 2 {
 			t.Errorf("%q: exit code %d, want 2 (%s)", args, code, out.String())

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"parley/bench/internal/childio"
+	"parley/replay"
 )
 
 // child is a gateway process started by the harness.
@@ -29,6 +30,40 @@ type child struct {
 	done  chan struct{} // closed when the process has exited
 	err   error         // Wait's result, valid after done
 	once  sync.Once
+	// offline: the real parleyd (its stats from /metrics, no profile, no
+	// stdin; SIGTERM ends it).
+	offline bool
+}
+
+// key and agent are what the replay sessions present to this child.
+func (c *child) key() string {
+	if c.offline {
+		return parleydKey
+	}
+	return benchKey
+}
+
+func (c *child) name() string {
+	if c.offline {
+		return "parleyd"
+	}
+	return "gateway child"
+}
+
+func (c *child) agent() string {
+	if c.offline {
+		return parleydAgent
+	}
+	return agentID
+}
+
+// startServer starts the step's server: the fake-engine gateway child or
+// parleyd with the offline engines.
+func startServer(ctx context.Context, cfg *Config, logw io.Writer) (*child, error) {
+	if cfg.Engines == enginesOffline {
+		return startParleyd(ctx, cfg, logw)
+	}
+	return startChild(ctx, cfg.Transport == replay.TransportWebRTC, logw)
 }
 
 // startChild re-executes this binary as a gateway child and waits for the
@@ -134,7 +169,12 @@ func (c *child) alive() error {
 // It is idempotent and always waits for the process to be gone.
 func (c *child) stop() {
 	c.once.Do(func() {
-		_ = c.stdin.Close()
+		if c.stdin != nil {
+			_ = c.stdin.Close()
+		}
+		if c.offline {
+			c.stopSignal()
+		}
 		t := time.NewTimer(5 * time.Second)
 		select {
 		case <-c.done:
@@ -176,6 +216,9 @@ func (c *child) get(ctx context.Context, path string) ([]byte, error) {
 
 // stats asks the child for its runtime figures and the gateway's counters.
 func (c *child) stats(ctx context.Context) (ChildStats, error) {
+	if c.offline {
+		return parleydStats(ctx, c)
+	}
 	var s ChildStats
 	b, err := c.get(ctx, "/debug/bench")
 	if err != nil {

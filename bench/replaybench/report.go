@@ -24,11 +24,23 @@ func verdict(s *Step) string {
 func (rep *Report) Print(w io.Writer) {
 	cfg := rep.Config
 	ri := rep.Recording
-	fmt.Fprintf(w, "Replay load (issue 8's standard scenario): %s (%q, %s, %.2f s at real time, %d audio events) over %s, replayed %d times back to back per session slot, starts ramped over %s.\n",
-		ri.Path, ri.Name, ri.Format, ri.Duration.Seconds(), ri.Audio, cfg.Transport, rep.PerSlot, cfg.Ramp)
-	fmt.Fprintf(w, "Gateway in a child process, fresh per step: real SQLite storage, sealer, zero-latency engines (fixed transcript, fixed answer, 10 ms of tone per character, all at once).\n")
+	scenario, server := "issue 8's standard scenario", "the gateway child"
+	if cfg.Engines == enginesOffline {
+		scenario, server = "issue 8's second scenario, offline engines", "parleyd (no pprof: the clients' profile only)"
+	}
+	fmt.Fprintf(w, "Replay load (%s): %s (%q, %s, %.2f s at real time, %d audio events) over %s, replayed %d times back to back per session slot, starts ramped over %s.\n",
+		scenario, ri.Path, ri.Name, ri.Format, ri.Duration.Seconds(), ri.Audio, cfg.Transport, rep.PerSlot, cfg.Ramp)
+	if cfg.Engines == enginesOffline {
+		fmt.Fprintf(w, "The real parleyd in a child process, fresh per step, with %s: real SQLite storage, sealer, the offline engines (pocketsphinx recognizer, espeak-ng synthesizer, the knowledge-base agent %q); \"child\" below is parleyd.\n", cfg.ParleydConfig, parleydAgent)
+	} else {
+		fmt.Fprintf(w, "Gateway in a child process, fresh per step: real SQLite storage, sealer, zero-latency engines (fixed transcript, fixed answer, 10 ms of tone per character, all at once).\n")
+	}
 	fmt.Fprintf(w, "The replay clients run in this process on the same %d CPUs (GOMAXPROCS %d, %s).\n", rep.Env.CPUs, rep.Env.GOMAXPROCS, rep.Env.GoVersion)
-	fmt.Fprintf(w, "turn_to_audio: speech_stopped to the first response.output_audio.delta, client-measured (with zero-latency engines, all of it the gateway's and the clients' scheduling).\n")
+	if cfg.Engines == enginesOffline {
+		fmt.Fprintf(w, "turn_to_audio: speech_stopped to the first response.output_audio.delta, client-measured (recognition, the agent, synthesis and the gateway). Failures include the recording's expectations (transcript contains \"parley\", reply contains \"Parley\").\n")
+	} else {
+		fmt.Fprintf(w, "turn_to_audio: speech_stopped to the first response.output_audio.delta, client-measured (with zero-latency engines, all of it the gateway's and the clients' scheduling).\n")
+	}
 	fmt.Fprintf(w, "gateway's own: parley_voice_gateway_added_seconds (metadata.parley.voice.gateway_ms): mean exact, p50/p99 as histogram bucket bounds.\n")
 	fmt.Fprintf(w, "real time: each session's time from session.created to its close, over the recording's length (held: p99 <= %.2f);\n", 1+cfg.RealTimeSlack)
 	fmt.Fprintf(w, "  lag: reply_first_audio (start of the spoken turn to the answer's first audio) less the step's minimum (held: p99 <= %s).\n\n", cfg.MaxLag)
@@ -87,12 +99,10 @@ func (rep *Report) Print(w io.Writer) {
 	} else if len(rep.Steps) > 0 {
 		fmt.Fprintf(w, "No step met all three (p99 turn_to_audio < %s, failures <= %.0f%%, real time held).\n", cfg.P99Limit, cfg.MaxErrors*100)
 	}
-	fmt.Fprintf(w, "Target: %d listening voice sessions in real time with p99 gateway-added latency under 10 ms on this machine: %s.\n",
-		targetSessions, metOr(rep.TargetMet))
-	if s := rep.costStep(); s != nil && !rep.TargetMet {
-		child, client := s.ChildMSPerSession(), s.ClientMSPerSession()
-		fmt.Fprintf(w, "At the cost per session measured at %d sessions (gateway %.2f ms/s, replay clients %.2f ms/s of CPU), %d sessions would need %.2f cores for the gateway and %.2f for the clients: %.2f of the machine's %d.\n",
-			s.Sessions, child, client, targetSessions, child*targetSessions/1000, client*targetSessions/1000, (child+client)*targetSessions/1000, rep.Env.CPUs)
+	if cfg.Engines == enginesOffline {
+		rep.printPerCore(w)
+	} else {
+		rep.printTarget(w)
 	}
 
 	if rep.ChildProfile != nil || rep.ClientProfile != nil {
@@ -104,8 +114,8 @@ func (rep *Report) Print(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 		if ps != nil {
-			fmt.Fprintf(w, "At %d sessions the gateway child used %.2f cores and the replay clients %.2f of the machine's %d (interrupts %.2f, other processes %.2f): the machine was %.0f%% busy on average, %.0f%% in its busiest second.\n",
-				ps.Sessions, ps.ChildCores, ps.ClientCores, rep.Env.CPUs, ps.IRQCores, ps.OtherCores, 100*ps.Busy, 100*ps.PeakBusy)
+			fmt.Fprintf(w, "At %d sessions %s used %.2f cores and the replay clients %.2f of the machine's %d (interrupts %.2f, other processes %.2f): the machine was %.0f%% busy on average, %.0f%% in its busiest second.\n",
+				ps.Sessions, server, ps.ChildCores, ps.ClientCores, rep.Env.CPUs, ps.IRQCores, ps.OtherCores, 100*ps.Busy, 100*ps.PeakBusy)
 		}
 		printProfile(w, fmt.Sprintf("gateway child at %d sessions", rep.Profiled), rep.ChildProfile)
 		printProfile(w, fmt.Sprintf("replay clients at %d sessions", rep.Profiled), rep.ClientProfile)
@@ -206,4 +216,32 @@ func (rep *Report) WriteJSON(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// printTarget judges the standard scenario against issue 8's target.
+func (rep *Report) printTarget(w io.Writer) {
+	fmt.Fprintf(w, "Target: %d listening voice sessions in real time with p99 gateway-added latency under 10 ms on this machine: %s.\n",
+		targetSessions, metOr(rep.TargetMet))
+	if s := rep.costStep(); s != nil && !rep.TargetMet {
+		child, client := s.ChildMSPerSession(), s.ClientMSPerSession()
+		fmt.Fprintf(w, "At the cost per session measured at %d sessions (gateway %.2f ms/s, replay clients %.2f ms/s of CPU), %d sessions would need %.2f cores for the gateway and %.2f for the clients: %.2f of the machine's %d.\n",
+			s.Sessions, child, client, targetSessions, child*targetSessions/1000, client*targetSessions/1000, (child+client)*targetSessions/1000, rep.Env.CPUs)
+	}
+}
+
+// printPerCore gives the offline scenario's capacity: sessions per core of
+// parleyd (and of parleyd plus the clients) at the largest step that met
+// every criterion, and what the knee step used.
+func (rep *Report) printPerCore(w io.Writer) {
+	for _, s := range rep.Steps {
+		if s.Window <= 0 || s.ChildCores <= 0 || (s.Sessions != rep.Best && s.Sessions != rep.Knee) {
+			continue
+		}
+		what := "largest step meeting all three"
+		if s.Sessions == rep.Knee {
+			what = "knee"
+		}
+		fmt.Fprintf(w, "Sessions per core (%s, %d sessions): parleyd used %.2f cores (%.1f ms/s per session): %.1f sessions per parleyd core; with the clients' %.2f cores, %.1f sessions per core of the machine's %d in use.\n",
+			what, s.Sessions, s.ChildCores, s.ChildMSPerSession(), float64(s.Sessions)/s.ChildCores, s.ClientCores, float64(s.Sessions)/(s.ChildCores+s.ClientCores), rep.Env.CPUs)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -188,6 +189,34 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		rep.Config.Ramp = recDur
 	}
 
+	if cfg.Engines == enginesOffline {
+		if miss := offlineMissing(); miss != "" {
+			return rep, fmt.Errorf("the offline engines need %s (make deps)", miss)
+		}
+		root, err := repoRoot()
+		if err != nil {
+			return rep, err
+		}
+		if cfg.ParleydConfig == "" {
+			cfg.ParleydConfig = filepath.Join(root, "configs", "parley.yaml")
+		}
+		if cfg.ParleydConfig, err = filepath.Abs(cfg.ParleydConfig); err != nil {
+			return rep, err
+		}
+		rep.Config.ParleydConfig = cfg.ParleydConfig
+		if cfg.Parleyd == "" {
+			dir, err := os.MkdirTemp("", "replaybench-bin-*")
+			if err != nil {
+				return rep, err
+			}
+			defer os.RemoveAll(dir)
+			progress("building parleyd (go build ./cmd/parleyd)")
+			if cfg.Parleyd, err = buildParleyd(ctx, root, dir); err != nil {
+				return rep, err
+			}
+		}
+	}
+
 	soft, _ := raiseNofile()
 	rep.Env.NoFile = soft
 	if need := uint64(slices.Max(cfg.Steps) + 256); soft < need {
@@ -315,7 +344,7 @@ func takeSample(pid int) sample {
 
 // runStep runs one step against a fresh gateway child.
 func runStep(ctx context.Context, cfg *Config, rec *recording.Recording, recDur time.Duration, perSlot, n int, logw io.Writer, progress func(string, ...any)) (*Step, error) {
-	c, err := startChild(ctx, cfg.Transport == replay.TransportWebRTC, logw)
+	c, err := startServer(ctx, cfg, logw)
 	if err != nil {
 		return nil, err
 	}
@@ -324,12 +353,19 @@ func runStep(ctx context.Context, cfg *Config, rec *recording.Recording, recDur 
 	// Warm up: one session at 8x speed (turn detection counts samples,
 	// not wall time) makes the child do its one-time work (the sentiment
 	// model, the tenant's data key, SQLite's statements) before the step.
-	warm, err := replay.Play(ctx, rec, replay.Options{URL: c.base(), Key: benchKey, Agent: agentID, Timeout: cfg.Timeout, Speed: 8, Transport: cfg.Transport})
-	if err != nil {
+	// parleyd creates recognizers on demand (up to one per core): warm up
+	// as many as the step will use at once.
+	warmN := 1
+	if c.offline {
+		warmN = min(n, runtime.NumCPU())
+	}
+	warm := (&replay.Load{Recordings: []*recording.Recording{rec}, Concurrency: warmN, Count: warmN,
+		Session: replay.Options{URL: c.base(), Key: c.key(), Agent: c.agent(), Timeout: cfg.Timeout, Speed: 8, Transport: cfg.Transport}}).Run(ctx)
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if !warm.OK() {
-		return nil, fmt.Errorf("warm-up session failed: %+v", warm.Failures)
+	if warm.Failed > 0 || warm.Sessions != warmN {
+		return nil, fmt.Errorf("warm-up: %d of %d sessions failed: %v", warm.Failed, warm.Sessions, warm.Samples)
 	}
 	if _, err := c.waitIdle(ctx, 5*time.Second); err != nil {
 		return nil, err
@@ -341,8 +377,8 @@ func runStep(ctx context.Context, cfg *Config, rec *recording.Recording, recDur 
 	if err != nil {
 		return nil, err
 	}
-	progress("%d sessions: gateway child %d at %s (RSS %.1f MiB); %d sessions of %s, ramped over %s",
-		n, c.pid, c.addr, mib(st.ChildRSSIdle), n*perSlot, recDur.Round(10*time.Millisecond), cfg.Ramp)
+	progress("%d sessions: %s %d at %s (RSS %.1f MiB); %d sessions of %s, ramped over %s",
+		n, c.name(), c.pid, c.addr, mib(st.ChildRSSIdle), n*perSlot, recDur.Round(10*time.Millisecond), cfg.Ramp)
 
 	// Resources, sampled through the step.
 	var (
@@ -376,8 +412,8 @@ func runStep(ctx context.Context, cfg *Config, rec *recording.Recording, recDur 
 	bg.Add(3)
 	go func() {
 		defer bg.Done()
-		if !sleepCtx(sctx, time.Until(profFrom)) {
-			return
+		if c.offline || !sleepCtx(sctx, time.Until(profFrom)) {
+			return // parleyd serves no pprof
 		}
 		b, err := c.profile(ctx, profSecs)
 		if err != nil {
@@ -412,7 +448,7 @@ func runStep(ctx context.Context, cfg *Config, rec *recording.Recording, recDur 
 
 	load := replay.Load{
 		Recordings:  []*recording.Recording{rec},
-		Session:     replay.Options{URL: c.base(), Key: benchKey, Agent: agentID, Timeout: cfg.Timeout, Transport: cfg.Transport},
+		Session:     replay.Options{URL: c.base(), Key: c.key(), Agent: c.agent(), Timeout: cfg.Timeout, Transport: cfg.Transport},
 		Concurrency: n,
 		Ramp:        cfg.Ramp,
 		Count:       n * perSlot,
