@@ -99,9 +99,14 @@ func (s *session) onPlayback(m playbackMsg) {
 	typ := realtime.TypeOutputAudioStopped
 	if m.started {
 		typ = realtime.TypeOutputAudioStarted
-		if r := s.active; r != nil && r.id == m.tag && r.speaker != nil {
-			r.speaker.firstWritten.CompareAndSwap(0, time.Now().UnixNano())
+		switch r := s.active; {
+		case r != nil && r.id == m.tag && r.speaker != nil:
+			r.speaker.firstWritten.stamp(time.Now().UnixNano())
+		case s.unstamped != nil && s.unstampedID == m.tag:
+			// The answer was done before its audio started playing.
+			s.unstamped.firstWritten.stamp(time.Now().UnixNano())
 		}
+		s.unstamped = nil
 	} else if p := s.playing; p != nil && p.respID == m.tag {
 		s.playing = nil
 	}

@@ -657,6 +657,24 @@ func testCounter(t *testing.T, gw *Server, name string) float64 {
 	return 0
 }
 
+// testHistCount is the sample count of histogram name (all labels).
+func testHistCount(t *testing.T, gw *Server, name string) uint64 {
+	t.Helper()
+	mfs, err := gw.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				n += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return n
+}
+
 func TestDrainFinishesTurnInFlight(t *testing.T) {
 	a := &scriptAgent{deltas: []string{"one ", "two ", "three"}, pause: 100 * time.Millisecond}
 	h := newHarness(t, a, nil)

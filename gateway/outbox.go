@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -56,14 +55,14 @@ func newOutbox(conn eventConn, max int, writeTimeout time.Duration) *outbox {
 type outItem struct {
 	b       *[]byte
 	audioOf string
-	written *atomic.Int64 // unix nanoseconds of the first write, if set
+	written *firstWrite // stamped with the time of the first write, if set
 }
 
 // enqueue queues one encoded event, taking ownership of b.
 func (o *outbox) enqueue(b *[]byte) error { return o.enqueueItem(outItem{b: b}) }
 
 // enqueueAudio queues an audio event of response respID.
-func (o *outbox) enqueueAudio(b *[]byte, respID string, written *atomic.Int64) error {
+func (o *outbox) enqueueAudio(b *[]byte, respID string, written *firstWrite) error {
 	return o.enqueueItem(outItem{b: b, audioOf: respID, written: written})
 }
 
@@ -149,12 +148,12 @@ func (o *outbox) run() {
 			ctx, cancel = context.WithTimeout(ctx, o.writeTimeout)
 		}
 		var err error
-		var wrote []*atomic.Int64 // clocks to stamp once the batch is on the socket
+		var wrote []*firstWrite // clocks to stamp once the batch is on the socket
 		o.conn.cork()
 		for i, it := range batch {
 			if err == nil {
 				err = o.conn.write(ctx, *it.b)
-				if err == nil && it.written != nil && it.written.Load() == 0 {
+				if err == nil && it.written != nil && it.written.at.Load() == 0 {
 					wrote = append(wrote, it.written)
 				}
 			}
@@ -167,7 +166,7 @@ func (o *outbox) run() {
 		if err == nil {
 			now := time.Now().UnixNano()
 			for _, w := range wrote {
-				w.CompareAndSwap(0, now)
+				w.stamp(now)
 			}
 		}
 		cancel()

@@ -372,8 +372,20 @@ func (s *session) finishResponse(r *response, status, reason string, cause error
 	lat := r.latency(now)
 	if r.speaker != nil && r.utt != nil {
 		lat.voice = voiceTimeline(r.utt, r, time.Duration(s.listenSilenceMS())*time.Millisecond)
-		if lat.voice != nil {
+		switch {
+		case lat.voice == nil:
+		case lat.voice.firstAudioSent > 0 || r.speaker.firstAudio.IsZero():
 			lat.voice.observe(s.srv.metrics.voiceStages, s.srv.metrics.voiceGateway)
+		default:
+			// Done before its first audio reached the client: observe the
+			// timeline when it does.
+			v := *lat.voice
+			stages, gw := s.srv.metrics.voiceStages, s.srv.metrics.voiceGateway
+			r.speaker.firstWritten.whenWritten(func(at int64) {
+				v.written(at)
+				v.observe(stages, gw)
+			})
+			s.unstamped, s.unstampedID = r.speaker, r.id
 		}
 	}
 	r.obj.Metadata = r.metadataJSON(lat)

@@ -74,10 +74,14 @@ type session struct {
 	callAudio chan callChunk
 	playback  chan playbackMsg
 	playing   *playingItem
-	sides     []*sideband
-	attach    chan *sideband
-	sideGone  chan *sideband
-	sideWG    sync.WaitGroup
+	// unstamped is the speaker of a call's answer that was done before its
+	// audio started playing (its first-write time is stamped then).
+	unstamped   *speaker
+	unstampedID string
+	sides       []*sideband
+	attach      chan *sideband
+	sideGone    chan *sideband
+	sideWG      sync.WaitGroup
 
 	// policy is the tenant's privacy policy, read when the session
 	// started; endUser the end user's pseudonym ("" when not named).

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"parley/agent"
@@ -165,7 +164,7 @@ type speaker struct {
 	audioDone    bool
 	firstAudio   time.Time
 	ttsFirst     time.Duration
-	firstWritten atomic.Int64
+	firstWritten firstWrite
 	// played, when set (WebRTC calls), reports exactly how much audio the
 	// call's player wrote; otherwise playback is assumed to run in real
 	// time from firstWritten.
@@ -207,7 +206,7 @@ func (sp *speaker) heardText(now time.Time) string {
 	if sp.played != nil {
 		return textUpTo(sp.sentences, sp.audioMS, sp.played())
 	}
-	first := sp.firstWritten.Load()
+	first := sp.firstWritten.at.Load()
 	if first == 0 {
 		return ""
 	}

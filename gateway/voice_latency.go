@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,16 @@ type voiceLatency struct {
 	// gateway is Parley's own share of speech end → first audio sent:
 	// the total minus the turn detector's silence wait and the engines.
 	gateway time.Duration
+
+	speechEnd time.Time
+	silence   time.Duration
+}
+
+// written completes the timeline with the moment the first audio reached
+// the client (unix nanoseconds).
+func (v *voiceLatency) written(at int64) {
+	v.firstAudioSent = time.Unix(0, at).Sub(v.speechEnd)
+	v.gateway = v.firstAudioSent - v.silence - v.sttFinal - v.agentFirst - v.ttsFirst
 }
 
 // voiceTimeline computes the figures of response r, which answers u, or
@@ -35,10 +46,10 @@ func voiceTimeline(u *utterance, r *response, silence time.Duration) *voiceLaten
 		endOfTurn: since(u.decided), firstPartial: since(u.firstResult), finalTranscript: since(u.final),
 		firstToken: since(r.firstTokenAt), firstAudio: since(sp.firstAudio),
 		sttFinal: u.sttFinal, agentFirst: r.engineFirst, ttsFirst: sp.ttsFirst,
+		speechEnd: u.speechEnd, silence: silence,
 	}
-	if w := sp.firstWritten.Load(); w != 0 {
-		v.firstAudioSent = time.Unix(0, w).Sub(u.speechEnd)
-		v.gateway = v.firstAudioSent - silence - v.sttFinal - v.agentFirst - v.ttsFirst
+	if w := sp.firstWritten.at.Load(); w != 0 {
+		v.written(w)
 	}
 	return v
 }
@@ -68,5 +79,36 @@ func (v *voiceLatency) observe(h *prometheus.HistogramVec, gw prometheus.Histogr
 	}
 	if v.firstAudioSent > 0 {
 		gw.Observe(max(v.gateway, 0).Seconds())
+	}
+}
+
+// firstWrite is the moment an answer's first audio reached the client
+// (the socket, or the call's track), and what waits for it. The answer is
+// often done (response.done built) before its first audio is written; the
+// voice figures that need the write time are observed then.
+type firstWrite struct {
+	at   atomic.Int64 // unix nanoseconds; 0 until written
+	then atomic.Pointer[func(int64)]
+}
+
+// stamp records the first write (later calls change nothing) and runs
+// what waits for it.
+func (f *firstWrite) stamp(now int64) {
+	if f.at.CompareAndSwap(0, now) {
+		if fn := f.then.Swap(nil); fn != nil {
+			(*fn)(now)
+		}
+	}
+}
+
+// whenWritten runs fn with the write time once it is known: at once if it
+// is, else on the writer's goroutine at the write. fn runs at most once;
+// never if the audio is never written (dropped by a barge-in).
+func (f *firstWrite) whenWritten(fn func(int64)) {
+	f.then.Store(&fn)
+	if at := f.at.Load(); at != 0 {
+		if g := f.then.Swap(nil); g != nil {
+			(*g)(at)
+		}
 	}
 }

@@ -126,6 +126,17 @@ func TestVoiceTurnEndToEnd(t *testing.T) {
 	if sent := stages["first_audio_sent"].(float64); sent != 0 && sent < stages["end_of_turn"].(float64) {
 		t.Fatalf("timeline out of order: %v", stages)
 	}
+	// The gateway's own share is observed for the answer even when
+	// response.done was built before the first audio reached the socket:
+	// it is observed at the write (the client has read it by now).
+	deadline := time.Now().Add(2 * time.Second)
+	for testHistCount(t, h.gw, "parley_voice_gateway_added_seconds") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("parley_voice_gateway_added_seconds count %d, want 1 (one spoken answer)",
+				testHistCount(t, h.gw, "parley_voice_gateway_added_seconds"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	// The recognizer heard the utterance with its prefix padding, not the
 	// whole second of silence after it.
 	rec.mu.Lock()
