@@ -5,6 +5,7 @@
 package replay
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -250,7 +251,11 @@ func (t *wsTransport) read(ctx context.Context, p *player) {
 			return
 		}
 		var ev serverEvent
-		if json.Unmarshal(b, &ev) != nil {
+		if bytes.HasPrefix(b, audioDeltaPrefix) {
+			// Most of a spoken answer's bytes: only its arrival matters, so
+			// its base64 audio is not decoded into a string.
+			ev.Type = "response.output_audio.delta"
+		} else if json.Unmarshal(b, &ev) != nil {
 			continue
 		}
 		ev.at = time.Now()
@@ -260,6 +265,10 @@ func (t *wsTransport) read(ctx context.Context, p *player) {
 		}
 	}
 }
+
+// audioDeltaPrefix starts every response.output_audio.delta Parley sends
+// (the type comes first; another gateway's order only costs a decode).
+var audioDeltaPrefix = []byte(`{"type":"response.output_audio.delta"`)
 
 func (t *wsTransport) writeEvent(ctx context.Context, b []byte) error {
 	return t.conn.Write(ctx, websocket.MessageText, b)
