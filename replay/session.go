@@ -83,6 +83,7 @@ const (
 	KindExpectation = "expectation" // an answer did not meet the recording's expectation
 	KindClosed      = "closed"      // the gateway closed the session early
 	KindCancelled   = "cancelled"   // the run ended (duration, signal) mid-session
+	KindOverload    = "overload"    // the replay client itself fell behind (measurements incomplete)
 )
 
 // Failure is one thing that went wrong in a session.

@@ -33,9 +33,10 @@ type callTransport struct {
 	mic *webrtc.TrackLocalStaticSample
 	p   *player
 
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	closed  bool
+	dropped int // events dropped because the player was too far behind
+	wg      sync.WaitGroup
 }
 
 // push hands a server event to the player, unless the call is over.
@@ -47,7 +48,8 @@ func (t *callTransport) push(ev serverEvent) {
 	}
 	select {
 	case t.p.events <- ev:
-	default: // the player is far behind: drop rather than block pion
+	default: // the player is far behind: drop (and report) rather than block pion
+		t.dropped++
 	}
 }
 
@@ -251,4 +253,9 @@ func (t *callTransport) close() {
 	_ = t.pc.Close()
 	t.wg.Wait()
 	t.end(errors.New("call closed"))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dropped > 0 {
+		t.p.res.fail(KindOverload, "the replay client fell behind the call and dropped %d server events: its measurements are incomplete", t.dropped)
+	}
 }

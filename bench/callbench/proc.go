@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,13 +9,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"parley/bench/internal/childio"
+	"parley/bench/internal/procstat"
 )
 
 // child is a gateway process started by the harness.
@@ -215,100 +214,10 @@ func (c *child) waitSessions(ctx context.Context, want int, limit time.Duration)
 
 // cpu returns the child's CPU time so far: utime + stime of
 // /proc/PID/stat (clock ticks of 10 ms).
-func (c *child) cpu() (time.Duration, error) { return procCPU(c.pid) }
+func (c *child) cpu() (time.Duration, error) { return procstat.ProcCPU(c.pid) }
 
 // rss returns the child's VmRSS in bytes (/proc/PID/status).
-func (c *child) rss() (uint64, error) { return procStatusKB(c.pid, "VmRSS:") }
-
-const clkTck = 100 // USER_HZ on Linux
-
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name may hold spaces and parentheses: the fields start
-	// after the last ')'. Then: state(3) ... utime(14) stime(15).
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
-	}
-	return time.Duration(ut+st) * time.Second / clkTck, nil
-}
-
-func procStatusKB(pid int, field string) (uint64, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n << 10, err
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
-}
-
-// selfCPU returns the harness's own CPU time (the clients).
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// machineBusy returns the busy CPU time of the whole machine (user, nice,
-// system, steal of /proc/stat; interrupt time is left out: the kernel
-// charges loopback softirq work there), 0 when unavailable.
-func machineBusy() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0
-	}
-	var busy uint64
-	for i, v := range f[1:] {
-		if i >= 3 && i <= 6 || i >= 8 {
-			continue
-		}
-		n, _ := strconv.ParseUint(v, 10, 64)
-		busy += n
-	}
-	return time.Duration(busy) * time.Second / clkTck
-}
-
-// raiseNofile lifts the RLIMIT_NOFILE soft limit to the hard limit (Go
-// does so itself at start-up; kept so a change there does not silently cap
-// the run).
-func raiseNofile() (soft, hard uint64) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, 0
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-	return lim.Cur, lim.Max
-}
+func (c *child) rss() (uint64, error) { return procstat.StatusKB(c.pid, "VmRSS:") }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
@@ -322,4 +231,11 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// machineBusy is the machine's busy CPU time (interrupt time left out:
+// the kernel charges loopback softirq work there).
+func machineBusy() time.Duration {
+	busy, _ := procstat.MachineTimes()
+	return busy
 }

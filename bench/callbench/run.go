@@ -16,6 +16,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"parley/bench/internal/childio"
+	"parley/bench/internal/procstat"
 	"parley/rtc/rtctest"
 )
 
@@ -39,7 +40,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	rep := &Report{Started: begin.UTC(), Config: cfg, Env: currentEnv()}
 	defer func() { rep.Elapsed = time.Since(begin).Seconds() }()
 
-	soft, hard := raiseNofile()
+	soft, hard := procstat.RaiseNofile()
 	rep.Env.NoFileSoft, rep.Env.NoFileHard = soft, hard
 	progress("RLIMIT_NOFILE soft=%d hard=%d; %d CPUs, GOMAXPROCS=%d, %s", soft, hard, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
 	// Per session: a UDP socket (caller) or a TCP connection (WebSocket),
@@ -463,7 +464,7 @@ func measure(ctx context.Context, cfg *Config, ch *child, cs []client, name stri
 		speech, audio     int64
 	}
 	take := func() snap {
-		s := snap{client: selfCPU(), busy: machineBusy()}
+		s := snap{client: procstat.SelfCPU(), busy: machineBusy()}
 		s.cpu, _ = ch.cpu()
 		s.at = time.Now()
 		s.st, _ = ch.stats(ctx, false)
@@ -636,7 +637,7 @@ func (h histogram) quantile(q float64) time.Duration {
 func waitQuiet(ctx context.Context, limit time.Duration, groups []*group) {
 	const step = 500 * time.Millisecond
 	ours := func() time.Duration {
-		d := selfCPU()
+		d := procstat.SelfCPU()
 		for _, g := range groups {
 			c, _ := g.ch.cpu()
 			d += c

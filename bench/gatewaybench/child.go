@@ -30,6 +30,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"parley/agent"
+	"parley/bench/internal/procstat"
 	"parley/gateway"
 	"parley/storage"
 	"parley/storage/seal"
@@ -67,7 +68,7 @@ func childMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "%s child: %v\n", *kind, err)
 		return 1
 	}
-	raiseNofile()
+	procstat.RaiseNofile()
 
 	ctx := context.Background()
 	mux := http.NewServeMux()
@@ -279,22 +280,6 @@ func procIO() (syscr, syscw uint64) {
 		}
 	}
 	return syscr, syscw
-}
-
-// raiseNofile lifts the RLIMIT_NOFILE soft limit to the hard limit. Go does
-// this itself at start-up since 1.19; this is a no-op then, kept so a
-// change there does not silently cap the benchmark.
-func raiseNofile() (soft, hard uint64) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, 0
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-	return lim.Cur, lim.Max
 }
 
 // benchKeyring seals what the gateway stores, as parleyd does, under a

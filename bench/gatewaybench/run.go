@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"parley/bench/internal/procstat"
 )
 
 // Run executes the benchmark described by cfg, writing progress to logw.
@@ -26,7 +28,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 	rep := &Report{Started: begin.UTC(), Config: cfg, Env: currentEnv()}
 	defer func() { rep.Elapsed = time.Since(begin).Seconds() }()
 
-	soft, hard := raiseNofile()
+	soft, hard := procstat.RaiseNofile()
 	rep.Env.NoFileSoft, rep.Env.NoFileHard = soft, hard
 	progress("RLIMIT_NOFILE soft=%d hard=%d; %d CPUs, GOMAXPROCS=%d, %s", soft, hard, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
 	need := uint64(max(cfg.Idle, slices.Max(cfg.Levels)) + 256)

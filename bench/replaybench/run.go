@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"parley/bench/internal/procstat"
 	"parley/recording"
 	"parley/replay"
 )
@@ -217,7 +218,7 @@ func Run(ctx context.Context, cfg Config, logw io.Writer) (*Report, error) {
 		}
 	}
 
-	soft, _ := raiseNofile()
+	soft, _ := procstat.RaiseNofile()
 	rep.Env.NoFile = soft
 	if need := uint64(slices.Max(cfg.Steps) + 256); soft < need {
 		return rep, fmt.Errorf("RLIMIT_NOFILE soft limit %d is below the %d descriptors the largest step needs", soft, need)
@@ -335,10 +336,10 @@ type sample struct {
 
 func takeSample(pid int) sample {
 	s := sample{t: time.Now()}
-	s.child, s.childErr = procCPU(pid)
-	s.rss, s.rssErrs = procStatusKB(pid, "VmRSS:")
-	s.self = selfCPU()
-	s.busy, s.irq = machineTimes()
+	s.child, s.childErr = procstat.ProcCPU(pid)
+	s.rss, s.rssErrs = procstat.StatusKB(pid, "VmRSS:")
+	s.self = procstat.SelfCPU()
+	s.busy, s.irq = procstat.MachineTimes()
 	return s
 }
 
@@ -370,7 +371,7 @@ func runStep(ctx context.Context, cfg *Config, rec *recording.Recording, recDur 
 	if _, err := c.waitIdle(ctx, 5*time.Second); err != nil {
 		return nil, err
 	}
-	if st.ChildRSSIdle, err = procStatusKB(c.pid, "VmRSS:"); err != nil {
+	if st.ChildRSSIdle, err = procstat.StatusKB(c.pid, "VmRSS:"); err != nil {
 		return nil, err
 	}
 	startStats, err := c.stats(ctx)
@@ -627,13 +628,13 @@ func waitQuiet(ctx context.Context, limit time.Duration) (float64, bool) {
 	const step = 500 * time.Millisecond
 	other := 0.0
 	for i := 0; i <= int(limit/step); i++ {
-		own := selfCPU()
-		busy, _ := machineTimes()
+		own := procstat.SelfCPU()
+		busy, _ := procstat.MachineTimes()
 		if !sleepCtx(ctx, step) {
 			return other, false
 		}
-		busy2, _ := machineTimes()
-		other = max(0, 100*((busy2-busy)-(selfCPU()-own)).Seconds()/step.Seconds())
+		busy2, _ := procstat.MachineTimes()
+		other = max(0, 100*((busy2-busy)-(procstat.SelfCPU()-own)).Seconds()/step.Seconds())
 		if other < noisyPercent {
 			return other, true
 		}
